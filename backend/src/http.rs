@@ -1,0 +1,129 @@
+//! Router assembly and layers. Handlers live in `http/users.rs`, `http/todos.rs` and
+//! `http/categories.rs`; the OpenAPI document is generated from their annotations.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query};
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub mod categories;
+pub mod todos;
+pub mod users;
+
+/// JSON body extractor whose rejections use the API's error shape (400/413/415/422).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+/// Query-string extractor whose rejections use the API's error shape (422).
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+/// Path ids that do not parse as UUIDs cannot name anything: 404, like an id that does not exist.
+pub fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+}
+
+/// Deserializes a field that distinguishes "absent" (`None`) from "null" (`Some(None)`).
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(de).map(Some)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Makes a UUID request id when the request has none (the proxy always sends one).
+#[derive(Clone, Copy)]
+struct UuidRequestId;
+
+impl MakeRequestId for UuidRequestId {
+    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Uuid::new_v4().to_string();
+        id.parse().ok().map(RequestId::new)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "todo-backend", description = "The todo service behind edge-proxy. Every route except registration requires the proxy's identity assertion."),
+    paths(
+        users::register, users::me, users::verify_credentials,
+        todos::list, todos::create, todos::get_one, todos::patch, todos::delete,
+        categories::list, categories::create, categories::patch, categories::delete,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::FieldError))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The public API router with its layers.
+pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize) -> Router {
+    let routes = Router::new()
+        .route("/auth/register", post(users::register))
+        .route("/me", get(users::me))
+        .route("/internal/credentials/verify", post(users::verify_credentials))
+        .route("/todos", get(todos::list).post(todos::create))
+        .route(
+            "/todos/{id}",
+            get(todos::get_one).patch(todos::patch).delete(todos::delete),
+        )
+        .route("/categories", get(categories::list).post(categories::create))
+        .route(
+            "/categories/{id}",
+            axum::routing::patch(categories::patch).delete(categories::delete),
+        )
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        // Innermost: metrics see the matched route template and the final status.
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state);
+
+    routes.layer(
+        // Outermost first: the trace span exists before anything else runs, so every log line of the
+        // request (including the 5xx cause) carries its request id.
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), UuidRequestId))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }))
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+            .layer(middleware::from_fn(crate::error::log_internal_errors))
+            // A handler that runs past the deadline is cut off with 503 rather than holding the
+            // connection and a pool slot indefinitely.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                request_timeout,
+            ))
+            // Bodies over the limit are refused by the JSON extractor with 413.
+            .layer(DefaultBodyLimit::max(max_body_bytes)),
+    )
+}

@@ -1,0 +1,114 @@
+//! Categories as a tree: create (optionally under a parent), list as a tree, rename, move, delete.
+//!
+//! Delete rule: a category with subcategories is refused (409 `category_has_children`, move or
+//! delete them first); todos in a deleted category are kept and become uncategorised.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{double_option, parse_id, AppJson};
+use crate::domain::{category_tree, Category, CategoryName, CategoryNode};
+use crate::error::{ApiError, ErrorBody};
+use crate::identity::Identity;
+use crate::AppState;
+
+#[utoipa::path(get, path = "/categories",
+    responses((status = 200, body = Vec<CategoryNode>), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    id: Identity,
+) -> Result<Json<Vec<CategoryNode>>, ApiError> {
+    Ok(Json(category_tree(state.store.categories(id.user_id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCategory {
+    name: String,
+    #[serde(default)]
+    parent_id: Option<Uuid>,
+}
+
+#[utoipa::path(post, path = "/categories", request_body = CreateCategory,
+    responses((status = 201, body = Category), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    id: Identity,
+    AppJson(req): AppJson<CreateCategory>,
+) -> Result<(StatusCode, Json<Category>), ApiError> {
+    let name = CategoryName::parse(&req.name).map_err(|m| ApiError::field("name", m))?;
+    let cat = state
+        .store
+        .create_category(id.user_id, &name, req.parent_id)
+        .await
+        .map_err(parent_reference)?;
+    Ok((StatusCode::CREATED, Json(cat)))
+}
+
+/// A missing parent is reported on `parent_id`, not on `category_id`.
+fn parent_reference(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::InvalidReference => {
+            ApiError::field("parent_id", "category does not exist")
+        }
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCategory {
+    #[serde(default)]
+    name: Option<String>,
+    /// Moves the category; `null` moves it to the top level.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    parent_id: Option<Option<Uuid>>,
+}
+
+#[utoipa::path(patch, path = "/categories/{id}", params(("id" = Uuid, Path)), request_body = PatchCategory,
+    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    id: Identity,
+    Path(cat_id): Path<String>,
+    AppJson(req): AppJson<PatchCategory>,
+) -> Result<Json<Category>, ApiError> {
+    let cat_id = parse_id(&cat_id)?;
+    let name = req
+        .name
+        .as_deref()
+        .map(CategoryName::parse)
+        .transpose()
+        .map_err(|m| ApiError::field("name", m))?;
+    if name.is_none() && req.parent_id.is_none() {
+        return Err(ApiError::field("body", "no field to update"));
+    }
+    let cat = state
+        .store
+        .update_category(id.user_id, cat_id, name.as_ref(), req.parent_id)
+        .await
+        .map_err(parent_reference)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(cat))
+}
+
+#[utoipa::path(delete, path = "/categories/{id}", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the category has subcategories")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    id: Identity,
+    Path(cat_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let cat_id = parse_id(&cat_id)?;
+    if state.store.delete_category(id.user_id, cat_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,269 @@
+//! Todos: create, get, list (filters, ordering, pagination with a total), patch, delete.
+//! Every query is scoped to the caller; another user's todo answers 404.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use time::Date;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{double_option, parse_id, AppJson, AppQuery};
+use crate::domain::{
+    CategoryFilter, NewTodo, SortOrder, Todo, TodoDescription, TodoFilter, TodoPatch, TodoSort,
+    TodoTitle,
+};
+use crate::error::{ApiError, ErrorBody, FieldError};
+use crate::identity::Identity;
+use crate::AppState;
+
+/// Page size when the client does not ask for one, and the largest it may ask for.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+fn parse_date(field: &str, raw: &str, problems: &mut Vec<FieldError>) -> Option<Date> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(raw, fmt)
+        .map_err(|_| {
+            problems.push(FieldError {
+                field: field.to_owned(),
+                message: "must be a date like 2026-12-31".into(),
+            });
+        })
+        .ok()
+}
+
+fn push<'a>(problems: &'a mut Vec<FieldError>, field: &str) -> impl FnOnce(&'static str) + 'a {
+    let field = field.to_owned();
+    move |m| {
+        problems.push(FieldError {
+            field,
+            message: m.to_owned(),
+        });
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only completed (`true`) or open (`false`) todos.
+    completed: Option<bool>,
+    /// A category id, or `none` for todos without a category.
+    category_id: Option<String>,
+    /// Due strictly before this date (`YYYY-MM-DD`).
+    due_before: Option<String>,
+    /// Due strictly after this date (`YYYY-MM-DD`).
+    due_after: Option<String>,
+    sort: Option<TodoSort>,
+    order: Option<SortOrder>,
+    /// 1 to 200, default 50.
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TodoPage {
+    pub items: Vec<Todo>,
+    /// Number of todos matching the filters, over all pages.
+    pub total: i64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[utoipa::path(get, path = "/todos", params(ListParams),
+    responses((status = 200, body = TodoPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    id: Identity,
+    AppQuery(p): AppQuery<ListParams>,
+) -> Result<Json<TodoPage>, ApiError> {
+    let mut problems = Vec::new();
+    let category = match p.category_id.as_deref() {
+        None => None,
+        Some("none") => Some(CategoryFilter::Uncategorised),
+        Some(raw) => match Uuid::parse_str(raw) {
+            Ok(u) => Some(CategoryFilter::In(u)),
+            Err(_) => {
+                problems.push(FieldError {
+                    field: "category_id".into(),
+                    message: "must be a category id or `none`".into(),
+                });
+                None
+            }
+        },
+    };
+    let due_before = p.due_before.as_deref().and_then(|d| parse_date("due_before", d, &mut problems));
+    let due_after = p.due_after.as_deref().and_then(|d| parse_date("due_after", d, &mut problems));
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        problems.push(FieldError {
+            field: "limit".into(),
+            message: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let filter = TodoFilter {
+        completed: p.completed,
+        category,
+        due_before,
+        due_after,
+        sort: p.sort.unwrap_or_default(),
+        order: p.order.unwrap_or_default(),
+        limit,
+        offset: p.offset.unwrap_or(0),
+    };
+    let page = state.store.list_todos(id.user_id, &filter).await?;
+    Ok(Json(TodoPage {
+        items: page.items,
+        total: page.total,
+        limit: filter.limit,
+        offset: filter.offset,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTodo {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    completed: Option<bool>,
+    #[serde(default)]
+    category_id: Option<Uuid>,
+    /// `YYYY-MM-DD`
+    #[serde(default)]
+    due_date: Option<String>,
+}
+
+#[utoipa::path(post, path = "/todos", request_body = CreateTodo,
+    responses((status = 201, body = Todo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    id: Identity,
+    AppJson(req): AppJson<CreateTodo>,
+) -> Result<(StatusCode, Json<Todo>), ApiError> {
+    let mut problems = Vec::new();
+    let title = TodoTitle::parse(&req.title).map_err(push(&mut problems, "title")).ok();
+    let description = TodoDescription::parse(req.description.as_deref().unwrap_or(""))
+        .map_err(push(&mut problems, "description"))
+        .ok();
+    let due_date = req.due_date.as_deref().and_then(|d| parse_date("due_date", d, &mut problems));
+    let (Some(title), Some(description), true) = (title, description, problems.is_empty()) else {
+        return Err(ApiError::Validation(problems));
+    };
+    let completed = req.completed.unwrap_or(false);
+    let todo = state
+        .store
+        .create_todo(
+            id.user_id,
+            &NewTodo {
+                title,
+                description,
+                completed,
+                category_id: req.category_id,
+                due_date,
+            },
+        )
+        .await?;
+    state.metrics.todos_created.inc();
+    if completed {
+        state.metrics.todos_completed.inc();
+    }
+    Ok((StatusCode::CREATED, Json(todo)))
+}
+
+#[utoipa::path(get, path = "/todos/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Todo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    id: Identity,
+    Path(todo_id): Path<String>,
+) -> Result<Json<Todo>, ApiError> {
+    let todo_id = parse_id(&todo_id)?;
+    let todo = state.store.todo(id.user_id, todo_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(todo))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTodo {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    completed: Option<bool>,
+    /// `null` removes the todo from its category.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    category_id: Option<Option<Uuid>>,
+    /// `YYYY-MM-DD`; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    due_date: Option<Option<String>>,
+}
+
+#[utoipa::path(patch, path = "/todos/{id}", params(("id" = Uuid, Path)), request_body = PatchTodo,
+    responses((status = 200, body = Todo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    id: Identity,
+    Path(todo_id): Path<String>,
+    AppJson(req): AppJson<PatchTodo>,
+) -> Result<Json<Todo>, ApiError> {
+    let todo_id = parse_id(&todo_id)?;
+    let mut problems = Vec::new();
+    let mut patch = TodoPatch {
+        completed: req.completed,
+        category_id: req.category_id,
+        ..TodoPatch::default()
+    };
+    if let Some(t) = req.title.as_deref() {
+        patch.title = TodoTitle::parse(t).map_err(push(&mut problems, "title")).ok();
+    }
+    if let Some(d) = req.description.as_deref() {
+        patch.description = TodoDescription::parse(d).map_err(push(&mut problems, "description")).ok();
+    }
+    match req.due_date {
+        Some(Some(d)) => patch.due_date = parse_date("due_date", &d, &mut problems).map(Some),
+        Some(None) => patch.due_date = Some(None),
+        None => {}
+    }
+    if problems.is_empty() && patch.is_empty() {
+        problems.push(FieldError {
+            field: "body".into(),
+            message: "no field to update".into(),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let todo = state
+        .store
+        .update_todo(id.user_id, todo_id, &patch)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if patch.completed == Some(true) {
+        state.metrics.todos_completed.inc();
+    }
+    Ok(Json(todo))
+}
+
+#[utoipa::path(delete, path = "/todos/{id}", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    id: Identity,
+    Path(todo_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let todo_id = parse_id(&todo_id)?;
+    if state.store.delete_todo(id.user_id, todo_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,71 @@
+//! The `todo-backend` binary: parse flags, load config, start the app. Everything else is in `lib.rs`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use todo_backend::{Application, Config};
+
+#[derive(Parser)]
+#[command(name = "todo-backend", version, about = "The todo service behind edge-proxy")]
+struct Cli {
+    /// Config file (TOML); env overrides use TODO_BACKEND__SECTION__KEY.
+    #[arg(long, env = "TODO_BACKEND_CONFIG", default_value = "config/dev/backend.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    check_config: bool,
+    /// Do not run database migrations at start-up (production runs them as a separate step).
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(&cli.config, &settings::process_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("todo-backend: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if cli.check_config {
+        println!("todo-backend: configuration {} is valid", cli.config.display());
+        return std::process::ExitCode::SUCCESS;
+    }
+    if cli.no_migrate {
+        config.migrate = false;
+    }
+    todo_backend::init_tracing(config.log_format, &config.log_filter);
+    match run(config) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("todo-backend: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting todo-backend");
+    let app = Application::build(config).await.context("starting todo-backend")?;
+    tracing::info!(api = %app.local_addr(), admin = %app.admin_addr(), "todo-backend listening");
+    app.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

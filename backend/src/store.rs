@@ -1,0 +1,107 @@
+//! Persistence behind one `Store` trait, with a PostgreSQL (`PgStore`) and a SQLite (`SqliteStore`)
+//! implementation. Both are generated from the same SQL in `store/sql.rs`, so they cannot drift; the
+//! contract suite in `tests/api/store_contract.rs` runs against both.
+//!
+//! Every method that touches user data takes the owner's id and scopes the query by it: a row of
+//! another user is indistinguishable from a missing row.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::{DatabaseUrl, PoolConfig};
+use crate::domain::{
+    Category, CategoryName, Email, NewTodo, Page, Todo, TodoFilter, TodoPatch, User,
+    UserCredentials,
+};
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was violated (e.g. the email is registered already).
+    #[error("already exists")]
+    Conflict,
+    /// A referenced category does not exist or belongs to someone else.
+    #[error("referenced category does not exist")]
+    InvalidReference,
+    /// Moving a category under itself or one of its descendants.
+    #[error("a category cannot be moved under itself or its descendants")]
+    Cycle,
+    /// Deleting a category that still has subcategories.
+    #[error("category has subcategories")]
+    HasChildren,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Pool occupancy, exported as `todo_backend_db_pool_connections{state}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    fn pool_stats(&self) -> PoolStats;
+
+    async fn create_user(&self, email: &Email, password_hash: &str) -> Result<User, StoreError>;
+    async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    async fn user_credentials(&self, email: &Email)
+        -> Result<Option<UserCredentials>, StoreError>;
+
+    async fn create_todo(&self, owner: Uuid, todo: &NewTodo) -> Result<Todo, StoreError>;
+    async fn todo(&self, owner: Uuid, id: Uuid) -> Result<Option<Todo>, StoreError>;
+    async fn list_todos(&self, owner: Uuid, filter: &TodoFilter)
+        -> Result<Page<Todo>, StoreError>;
+    async fn update_todo(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        patch: &TodoPatch,
+    ) -> Result<Option<Todo>, StoreError>;
+    async fn delete_todo(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError>;
+
+    async fn create_category(
+        &self,
+        owner: Uuid,
+        name: &CategoryName,
+        parent: Option<Uuid>,
+    ) -> Result<Category, StoreError>;
+    async fn categories(&self, owner: Uuid) -> Result<Vec<Category>, StoreError>;
+    /// Renames and/or moves; `parent: Some(None)` moves to the top level.
+    async fn update_category(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        name: Option<&CategoryName>,
+        parent: Option<Option<Uuid>>,
+    ) -> Result<Option<Category>, StoreError>;
+    /// Refuses (`HasChildren`) while subcategories exist; todos in it become uncategorised.
+    async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError>;
+}
+
+/// Connects to the configured database and runs migrations when `migrate` is set.
+pub async fn connect(
+    url: &DatabaseUrl,
+    pool: &PoolConfig,
+    migrate: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Postgres(u) => {
+            std::sync::Arc::new(PgStore::connect(u, pool, migrate).await?)
+        }
+        DatabaseUrl::Sqlite(path) => {
+            std::sync::Arc::new(SqliteStore::connect(path, pool, migrate).await?)
+        }
+    })
+}

@@ -1,0 +1,203 @@
+//! The admin listener (loopback by default, never the public port): `/healthz`, `/readyz`, `/metrics`
+//! and the admin API, which needs `Authorization: Bearer <admin token>`. It runs as a pingora background
+//! service so it starts and stops with the proxy. Every admin action is logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::gateway::unix_now;
+use crate::metrics::Metrics;
+use crate::session::SessionStore;
+use crate::upstream::Pool;
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub sessions: Arc<dyn SessionStore>,
+    pub pools: Arc<Vec<Pool>>,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 of the admin token: compared in constant time, never kept in the clear here.
+    pub token_digest: [u8; 32],
+    /// Revoke-all keeps the not-before mark this long (the longest token lifetime plus leeway).
+    pub max_token_lifetime: i64,
+}
+
+impl AdminState {
+    pub fn token_digest(token: &SecretString) -> [u8; 32] {
+        Sha256::digest(token.expose_secret().as_bytes()).into()
+    }
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/admin/users/{user_id}/revoke-all", post(revoke_all))
+        .route("/admin/tokens/{jti}/revoke", post(revoke_token))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found") })
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, code: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "error": code })),
+    )
+        .into_response()
+}
+
+async fn ready(State(s): State<AdminState>) -> Response {
+    let store = tokio::time::timeout(READY_TIMEOUT, s.sessions.ping()).await;
+    let unhealthy: Vec<&str> = s
+        .pools
+        .iter()
+        .filter(|p| !p.has_healthy_peer())
+        .map(|p| p.name.as_str())
+        .collect();
+    let store_ok = matches!(store, Ok(Ok(())));
+    let body = serde_json::json!({
+        "status": if store_ok && unhealthy.is_empty() { "ready" } else { "not_ready" },
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "upstreams_without_healthy_peer": unhealthy,
+    });
+    let status = if store_ok && unhealthy.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+fn authorised(s: &AdminState, headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some(token) = v
+        .to_str()
+        .ok()
+        .and_then(|t| t.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+    else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    digest
+        .iter()
+        .zip(s.token_digest.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+fn unauthorised() -> Response {
+    let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"edge-proxy-admin\""),
+    );
+    r
+}
+
+fn store_down(error: &crate::session::StoreError) -> Response {
+    tracing::warn!(%error, "admin action failed: store unavailable");
+    let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
+}
+
+async fn revoke_all(State(s): State<AdminState>, Path(user_id): Path<String>, headers: HeaderMap) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(action = "revoke-all", "admin request refused: bad admin token");
+        return unauthorised();
+    }
+    match s.sessions.revoke_all(&user_id, unix_now(), s.max_token_lifetime).await {
+        Ok(()) => {
+            tracing::info!(action = "revoke-all", user = %user_id, "admin: all sessions of the user revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+async fn revoke_token(State(s): State<AdminState>, Path(jti): Path<String>, headers: HeaderMap) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(action = "revoke-token", "admin request refused: bad admin token");
+        return unauthorised();
+    }
+    match s.sessions.revoke_jti(&jti).await {
+        Ok(was_live) => {
+            tracing::info!(action = "revoke-token", %jti, was_live, "admin: token revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// Serves the admin router on a listener bound at build time (so port 0 works and bind errors are
+/// reported at start-up, not inside a background task).
+pub struct AdminService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    state: AdminState,
+}
+
+impl AdminService {
+    pub fn new(listener: std::net::TcpListener, state: AdminState) -> Self {
+        Self {
+            listener: Mutex::new(Some(listener)),
+            state,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let listener = match std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
+        {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::error!(%error, "admin listener could not start");
+                return;
+            }
+        };
+        let app = router(self.state.clone());
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(%error, "admin listener failed");
+        }
+    }
+}

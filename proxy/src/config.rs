@@ -1,0 +1,547 @@
+//! Validated proxy configuration. `config/raw.rs` mirrors the TOML file; `Config::from_raw` checks
+//! every field, reports all problems at once naming each key, and produces the typed values the rest of
+//! the proxy uses. Env overrides use the prefix `EDGE_PROXY` (`EDGE_PROXY__JWT__LIFETIME_SECONDS=600`);
+//! secrets can be given as `*_file`. Paths are relative to the config file's directory.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Method;
+use secrecy::{SecretBox, SecretString};
+use settings::{ConfigError, Problems, SecretSource};
+
+use crate::identity::IpNet;
+
+pub mod raw;
+
+pub use raw::RawConfig;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "EDGE_PROXY";
+
+/// Methods a route allows when its `methods` key is absent.
+pub const DEFAULT_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+
+/// R-JWT: lifetimes above this are refused; a leaked key must not mint long-lived tokens.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is needed; none → 401.
+    Required,
+    /// A token is verified when present; requests without one pass anonymously.
+    Optional,
+    /// Tokens are ignored (identity headers are still stripped).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub upstream_keepalive_pool_size: usize,
+    pub keepalive_idle: Duration,
+}
+
+#[derive(Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: SecretString,
+}
+
+#[derive(Debug)]
+pub enum StoreBackend {
+    Memory,
+    Redis { url: SecretString },
+}
+
+#[derive(Debug)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct JwtConfig {
+    pub key: SecretBox<Vec<u8>>,
+    pub key_id: Option<String>,
+    pub issuer: String,
+    pub audience: String,
+    pub lifetime: Duration,
+    pub leeway: Duration,
+    pub realm: String,
+}
+
+#[derive(Debug)]
+pub struct IdentityConfig {
+    pub secret: SecretBox<Vec<u8>>,
+    pub issuer: String,
+    pub lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    pub login_path: String,
+    pub logout_path: String,
+    pub logout_all_path: String,
+    pub upstream: String,
+    pub verify_path: String,
+    pub max_body_bytes: u64,
+    pub verify_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `host:port`; host names are resolved once at start-up.
+    pub peers: Vec<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub health_check_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: String,
+    pub auth: AuthMode,
+    pub methods: Vec<Method>,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub server: ServerSettings,
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    pub jwt: JwtConfig,
+    pub identity: IdentityConfig,
+    pub sessions: SessionsConfig,
+    pub max_body_bytes: u64,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+impl Config {
+    /// Loads `path` with env overrides from `env` and validates it.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let loaded = settings::load_file::<RawConfig>(path, env, ENV_PREFIX)?;
+        Self::from_raw(loaded.raw, &loaded.base_dir)
+    }
+
+    /// Parses TOML text (tests); relative paths resolve against `base_dir`.
+    pub fn from_toml(
+        text: &str,
+        env: &HashMap<String, String>,
+        base_dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let raw = settings::parse_str::<RawConfig>(text, env, ENV_PREFIX).map_err(ConfigError::single)?;
+        Self::from_raw(raw, base_dir)
+    }
+
+    pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut p = Problems::default();
+        let listen = p.take(parse_addr("listen", &raw.listen));
+        let trusted_proxies: Vec<IpNet> = raw
+            .trusted_proxies
+            .iter()
+            .filter_map(|t| p.take(IpNet::parse(t).map_err(|e| format!("trusted_proxies: {e}"))))
+            .collect();
+
+        let s = &raw.server;
+        if s.threads == 0 {
+            p.push("server.threads: must be at least 1");
+        }
+
+        let admin_listen = p.take(parse_addr("admin.listen", &raw.admin.listen));
+        let admin_token = p
+            .take(
+                SecretSource {
+                    name: "admin.token",
+                    inline: raw.admin.token.as_deref(),
+                    file: raw.admin.token_file.as_deref(),
+                }
+                .require(base_dir),
+            )
+            .and_then(|t| p.take(settings::opaque_token("admin.token", &t).map(|()| t)));
+
+        let store_backend = match raw.store.backend.as_str() {
+            "memory" => {
+                if raw.store.redis_url.is_some() || raw.store.redis_url_file.is_some() {
+                    p.push("store.redis_url: set, but store.backend is `memory`");
+                }
+                Some(StoreBackend::Memory)
+            }
+            "redis" => p
+                .take(
+                    SecretSource {
+                        name: "store.redis_url",
+                        inline: raw.store.redis_url.as_deref(),
+                        file: raw.store.redis_url_file.as_deref(),
+                    }
+                    .require(base_dir),
+                )
+                .map(|url| StoreBackend::Redis { url }),
+            other => {
+                p.push(format!("store.backend: `{other}` is not one of memory, redis"));
+                None
+            }
+        };
+        if raw.store.timeout_ms == 0 {
+            p.push("store.timeout_ms: must be greater than 0");
+        }
+
+        let j = &raw.jwt;
+        if j.algorithm != "HS256" {
+            p.push(format!(
+                "jwt.algorithm: `{}` is not supported; own tokens are signed with HS256",
+                j.algorithm
+            ));
+        }
+        let jwt_key = p
+            .take(
+                SecretSource {
+                    name: "jwt.key",
+                    inline: j.key.as_deref(),
+                    file: j.key_file.as_deref(),
+                }
+                .require(base_dir),
+            )
+            .and_then(|k| p.take(settings::symmetric_key("jwt.key", &k)));
+        if j.lifetime_seconds == 0 || j.lifetime_seconds > MAX_TOKEN_LIFETIME_SECS {
+            p.push(format!(
+                "jwt.lifetime_seconds: must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"
+            ));
+        }
+        if j.leeway_seconds > 300 {
+            p.push("jwt.leeway_seconds: must be at most 300");
+        }
+        for (key, v) in [("jwt.issuer", &j.issuer), ("jwt.audience", &j.audience)] {
+            if v.is_empty() {
+                p.push(format!("{key}: must not be empty"));
+            }
+        }
+        if j.realm.is_empty() || j.realm.contains(['"', '\\']) || !j.realm.is_ascii() {
+            p.push("jwt.realm: must be non-empty printable ASCII without quotes or backslashes");
+        }
+
+        let identity_secret = p
+            .take(
+                SecretSource {
+                    name: "identity.secret",
+                    inline: raw.identity.secret.as_deref(),
+                    file: raw.identity.secret_file.as_deref(),
+                }
+                .require(base_dir),
+            )
+            .and_then(|k| p.take(settings::symmetric_key("identity.secret", &k)));
+        if raw.identity.lifetime_seconds == 0 || raw.identity.lifetime_seconds > 60 {
+            p.push("identity.lifetime_seconds: must be between 1 and 60 (R-ID-5)");
+        }
+
+        let upstreams: Vec<UpstreamConfig> = raw
+            .upstreams
+            .iter()
+            .map(|(name, u)| {
+                if u.peers.is_empty() {
+                    p.push(format!("upstreams.{name}.peers: at least one peer is required"));
+                }
+                for peer in &u.peers {
+                    if !valid_peer(peer) {
+                        p.push(format!("upstreams.{name}.peers: `{peer}` is not host:port"));
+                    }
+                }
+                if u.connect_timeout_ms == 0 || u.read_timeout_ms == 0 || u.health_check_interval_ms == 0 {
+                    p.push(format!("upstreams.{name}: timeouts and the health-check interval must be greater than 0"));
+                }
+                UpstreamConfig {
+                    name: name.clone(),
+                    peers: u.peers.clone(),
+                    connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+                    read_timeout: Duration::from_millis(u.read_timeout_ms),
+                    health_check_interval: Duration::from_millis(u.health_check_interval_ms),
+                }
+            })
+            .collect();
+
+        let sess = &raw.sessions;
+        for (key, path) in [
+            ("sessions.login_path", &sess.login_path),
+            ("sessions.logout_path", &sess.logout_path),
+            ("sessions.logout_all_path", &sess.logout_all_path),
+            ("sessions.verify_path", &sess.verify_path),
+        ] {
+            if !path.starts_with('/') {
+                p.push(format!("{key}: must start with /"));
+            }
+        }
+        if !raw.upstreams.contains_key(&sess.upstream) {
+            p.push(format!(
+                "sessions.upstream: no upstream named `{}` (define [upstreams.{}])",
+                sess.upstream, sess.upstream
+            ));
+        }
+        if sess.max_body_bytes == 0 || sess.max_body_bytes > 65_536 {
+            p.push("sessions.max_body_bytes: must be between 1 and 65536");
+        }
+
+        if raw.limits.max_body_bytes == 0 {
+            p.push("limits.max_body_bytes: must be greater than 0");
+        }
+
+        let mut routes = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let mut prefixes = std::collections::HashSet::new();
+        for (i, r) in raw.routes.iter().enumerate() {
+            let key = format!("routes[{i}] ({})", r.name);
+            if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                p.push(format!("{key}.name: use letters, digits, `-` and `_` (it is a metric label)"));
+            }
+            if !names.insert(r.name.clone()) {
+                p.push(format!("{key}.name: duplicate route name"));
+            }
+            if !valid_prefix(&r.prefix) {
+                p.push(format!("{key}.prefix: `{}` must start with / and not end with / (except `/` itself)", r.prefix));
+            }
+            if !prefixes.insert(r.prefix.clone()) {
+                p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
+            }
+            if !raw.upstreams.contains_key(&r.upstream) {
+                p.push(format!("{key}.upstream: no upstream named `{}`", r.upstream));
+            }
+            let auth = match r.auth.as_str() {
+                "required" => Some(AuthMode::Required),
+                "optional" => Some(AuthMode::Optional),
+                "none" => Some(AuthMode::None),
+                other => {
+                    p.push(format!("{key}.auth: `{other}` is not one of required, optional, none"));
+                    None
+                }
+            };
+            let methods: Vec<Method> = match &r.methods {
+                None => DEFAULT_METHODS.iter().map(|m| parse_method(m).unwrap_or(Method::GET)).collect(),
+                Some(list) => list
+                    .iter()
+                    .filter_map(|m| p.take(parse_method(m).map_err(|e| format!("{key}.methods: {e}"))))
+                    .collect(),
+            };
+            if r.max_body_bytes == Some(0) {
+                p.push(format!("{key}.max_body_bytes: must be greater than 0"));
+            }
+            if let Some(auth) = auth {
+                routes.push(RouteConfig {
+                    name: r.name.clone(),
+                    prefix: r.prefix.clone(),
+                    upstream: r.upstream.clone(),
+                    auth,
+                    methods,
+                    max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+                });
+            }
+        }
+
+        let log_format = match raw.log.format.as_str() {
+            "pretty" => Some(LogFormat::Pretty),
+            "json" => Some(LogFormat::Json),
+            other => {
+                p.push(format!("log.format: `{other}` is not one of pretty, json"));
+                None
+            }
+        };
+
+        p.into_result()?;
+        let (Some(listen), Some(admin_listen), Some(admin_token), Some(backend), Some(jwt_key), Some(identity_secret), Some(log_format)) =
+            (listen, admin_listen, admin_token, store_backend, jwt_key, identity_secret, log_format)
+        else {
+            return Err(ConfigError::single("invalid configuration"));
+        };
+        Ok(Self {
+            listen,
+            trusted_proxies,
+            server: ServerSettings {
+                threads: s.threads,
+                grace_period: Duration::from_secs(s.grace_period_seconds),
+                graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
+                upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+                keepalive_idle: Duration::from_secs(s.keepalive_idle_seconds),
+            },
+            admin: AdminConfig {
+                listen: admin_listen,
+                token: admin_token,
+            },
+            store: StoreConfig {
+                backend,
+                key_prefix: raw.store.key_prefix,
+                timeout: Duration::from_millis(raw.store.timeout_ms),
+            },
+            jwt: JwtConfig {
+                key: jwt_key,
+                key_id: raw.jwt.key_id,
+                issuer: raw.jwt.issuer,
+                audience: raw.jwt.audience,
+                lifetime: Duration::from_secs(raw.jwt.lifetime_seconds),
+                leeway: Duration::from_secs(raw.jwt.leeway_seconds),
+                realm: raw.jwt.realm,
+            },
+            identity: IdentityConfig {
+                secret: identity_secret,
+                issuer: raw.identity.issuer,
+                lifetime: Duration::from_secs(raw.identity.lifetime_seconds),
+            },
+            sessions: SessionsConfig {
+                login_path: sess.login_path.clone(),
+                logout_path: sess.logout_path.clone(),
+                logout_all_path: sess.logout_all_path.clone(),
+                upstream: sess.upstream.clone(),
+                verify_path: sess.verify_path.clone(),
+                max_body_bytes: sess.max_body_bytes,
+                verify_timeout: Duration::from_millis(sess.verify_timeout_ms),
+            },
+            max_body_bytes: raw.limits.max_body_bytes,
+            upstreams,
+            routes,
+            log_format,
+            log_filter: raw.log.filter,
+        })
+    }
+}
+
+fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{key}: `{v}` is not an address like 127.0.0.1:8080"))
+}
+
+fn parse_method(m: &str) -> Result<Method, String> {
+    let upper = m.to_ascii_uppercase();
+    match upper.as_str() {
+        "TRACE" | "CONNECT" => Err(format!("`{m}` is never allowed (R-HTTP-6)")),
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+            Method::from_bytes(upper.as_bytes()).map_err(|_| format!("`{m}` is not a method"))
+        }
+        _ => Err(format!("`{m}` is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")),
+    }
+}
+
+fn valid_peer(peer: &str) -> bool {
+    let Some((host, port)) = peer.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+fn valid_prefix(prefix: &str) -> bool {
+    prefix == "/"
+        || (prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && !prefix.contains("//")
+            && prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn profile(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config")
+            .join(name)
+            .join("proxy.toml")
+    }
+
+    /// Secrets as a deployment mounts them (the dev ones are generated on first run).
+    fn mounted(dir: &Path, redis: bool) -> HashMap<String, String> {
+        let write = |name: &str, value: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, value).unwrap();
+            p.display().to_string()
+        };
+        let mut env = HashMap::from([
+            (format!("{ENV_PREFIX}__JWT__KEY_FILE"), write("jwt", "N2Y5YjBjMGQtZmZmZi00YWFhLWJiYmItY2NjY2RkZGRlZWVl\n")),
+            (format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"), write("identity", "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXowMTIzNDU2Nzg5\n")),
+            (format!("{ENV_PREFIX}__ADMIN__TOKEN_FILE"), write("admin", "an-admin-token-for-config-tests-0123456789\n")),
+        ]);
+        if redis {
+            env.insert(
+                format!("{ENV_PREFIX}__STORE__REDIS_URL_FILE"),
+                write("redis", "redis://edge@127.0.0.1:6379/0\n"),
+            );
+        }
+        env
+    }
+
+    #[test]
+    fn the_test_profile_loads_as_shipped() {
+        let c = Config::load(&profile("test"), &HashMap::new()).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.admin.listen.port(), 9901);
+        assert!(matches!(c.store.backend, StoreBackend::Memory));
+        assert!(c.routes.iter().any(|r| r.auth == AuthMode::Required));
+    }
+
+    #[test]
+    fn the_dev_profile_loads_with_its_generated_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&profile("dev"), &mounted(dir.path(), false)).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_prod_profile_loads_with_mounted_secrets_and_redacts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&profile("prod"), &mounted(dir.path(), true)).unwrap();
+        assert!(matches!(c.store.backend, StoreBackend::Redis { .. }));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("edge@127.0.0.1"), "redis url leaked: {debug}");
+        assert!(!debug.contains("an-admin-token"), "admin token leaked");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_naming_the_key() {
+        let text = r#"
+            listen = "nope"
+            [store]
+            backend = "etcd"
+            [jwt]
+            key = "short"
+            algorithm = "none"
+            [identity]
+            secret = "c2hvcnQ="
+            [[routes]]
+            name = "a b"
+            prefix = "api/"
+            upstream = "missing"
+            auth = "sometimes"
+            methods = ["TRACE"]
+        "#;
+        let err = Config::from_toml(text, &HashMap::new(), Path::new(".")).unwrap_err().to_string();
+        for key in ["listen", "admin.token", "store.backend", "jwt.algorithm", "jwt.key", "identity.secret",
+            "sessions.upstream", ".name", ".prefix", ".upstream", ".auth", ".methods"] {
+            assert!(err.contains(key), "{key} missing from:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("listne = \"127.0.0.1:1\"\n[jwt]\n[identity]\n", &HashMap::new(), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! `RawConfig`: the serde mirror of `config/<profile>/proxy.toml`. Primitive fields and defaults only;
+//! `config.rs` turns it into the validated `Config`. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    pub jwt: RawJwt,
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub threads: usize,
+    /// Seconds between SIGTERM and closing listeners (pingora's own default is 300 s).
+    pub grace_period_seconds: u64,
+    /// Seconds in-flight requests get to finish after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub upstream_keepalive_pool_size: usize,
+    /// Idle time a client keep-alive connection is kept open.
+    pub keepalive_idle_seconds: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            upstream_keepalive_pool_size: 128,
+            keepalive_idle_seconds: 15,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: String,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9901".into(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// `memory` (one process only) or `redis` (shared by all replicas).
+    pub backend: String,
+    pub redis_url: Option<String>,
+    pub redis_url_file: Option<String>,
+    pub key_prefix: String,
+    /// A store operation slower than this counts as the store being unavailable.
+    pub timeout_ms: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            redis_url: None,
+            redis_url_file: None,
+            key_prefix: "edge-proxy:".into(),
+            timeout_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default = "default_alg")]
+    pub algorithm: String,
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    pub key_id: Option<String>,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_issuer")]
+    pub audience: String,
+    #[serde(default = "default_lifetime")]
+    pub lifetime_seconds: u64,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    #[serde(default = "default_issuer")]
+    pub realm: String,
+}
+
+fn default_alg() -> String {
+    "HS256".into()
+}
+fn default_issuer() -> String {
+    "edge-proxy".into()
+}
+fn default_lifetime() -> u64 {
+    900
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_assertion_lifetime")]
+    pub lifetime_seconds: u64,
+}
+
+fn default_assertion_lifetime() -> u64 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSessions {
+    pub login_path: String,
+    pub logout_path: String,
+    pub logout_all_path: String,
+    /// The upstream pool whose credential check login calls.
+    pub upstream: String,
+    pub verify_path: String,
+    pub max_body_bytes: u64,
+    pub verify_timeout_ms: u64,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        Self {
+            login_path: "/auth/login".into(),
+            logout_path: "/auth/logout".into(),
+            logout_all_path: "/auth/logout-all".into(),
+            upstream: "todo".into(),
+            verify_path: "/internal/credentials/verify".into(),
+            max_body_bytes: 4096,
+            verify_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_body_bytes: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub peers: Vec<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "default_health_interval")]
+    pub health_check_interval_ms: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_read_timeout() -> u64 {
+    30_000
+}
+fn default_health_interval() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: String,
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    pub max_body_bytes: Option<u64>,
+}
+
+fn default_auth() -> String {
+    "required".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub filter: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            filter: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `RequestCtx`: per-request state shared across pingora phases (pingora's `CTX`).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::auth::AccessClaims;
+
+/// Which part of the proxy answered or forwarded the request; the `route` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// Refused before a route was chosen (bad path, framing).
+    None,
+    /// A configured route (index into the route table).
+    Route(usize),
+    Login,
+    Logout,
+    LogoutAll,
+}
+
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub client_ip: Option<IpAddr>,
+    pub handler: Handler,
+    /// The verified caller, on authenticated requests.
+    pub identity: Option<AccessClaims>,
+    /// Body bytes seen so far and the limit that applies.
+    pub body_bytes: u64,
+    pub body_limit: u64,
+    /// `Host` as the client sent it, for `X-Forwarded-Host`.
+    pub host: Option<String>,
+    /// Auth outcome for the access log.
+    pub auth: &'static str,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            request_id: String::new(),
+            started: Instant::now(),
+            client_ip: None,
+            handler: Handler::None,
+            identity: None,
+            body_bytes: 0,
+            body_limit: u64::MAX,
+            host: None,
+            auth: "-",
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

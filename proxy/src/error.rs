@@ -1,0 +1,156 @@
+//! `ProxyError`: every answer the proxy generates itself, and the single mapping from an error to its
+//! status, headers and JSON body (SECURITY.md conventions: `application/json`, `Cache-Control:
+//! no-store`, `{"error":"<code>"}`). `Gateway::reject` writes what [`ProxyError::response`] describes.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
+    #[error("path refused")]
+    InvalidPath,
+    #[error("malformed request")]
+    InvalidRequest,
+    /// RFC 6750 `invalid_request`: two credentials, or header and query token together.
+    #[error("ambiguous credentials")]
+    AmbiguousCredentials,
+    #[error("payload too large")]
+    PayloadTooLarge { max_bytes: u64 },
+    #[error("missing credentials")]
+    MissingToken,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("store unavailable")]
+    Unavailable,
+    #[error("no healthy upstream")]
+    BadGateway,
+    #[error("upstream timed out")]
+    GatewayTimeout,
+    #[error("internal error")]
+    Internal,
+}
+
+/// Retry-After for 503s while the store is down (R-JWT-6).
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// What to send: status, extra headers (beyond content type and cache control) and the JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidPath | Self::InvalidRequest | Self::AmbiguousCredentials => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error` code in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::InvalidPath => "invalid_path",
+            Self::InvalidRequest | Self::AmbiguousCredentials => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Unavailable => "unavailable",
+            Self::BadGateway => "bad_gateway",
+            Self::GatewayTimeout => "gateway_timeout",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Status, headers and body for this error; `realm` is the `WWW-Authenticate` realm.
+    pub fn response(&self, realm: &str) -> ErrorResponse {
+        let mut headers = Vec::new();
+        let mut body = serde_json::json!({ "error": self.code() });
+        match self {
+            Self::MethodNotAllowed { allow } => headers.push(("allow", allow.clone())),
+            Self::PayloadTooLarge { max_bytes } => {
+                body["max_bytes"] = (*max_bytes).into();
+            }
+            Self::MissingToken => {
+                headers.push(("www-authenticate", format!("Bearer realm=\"{realm}\"")));
+            }
+            Self::InvalidToken => headers.push((
+                "www-authenticate",
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+            )),
+            Self::AmbiguousCredentials => headers.push((
+                "www-authenticate",
+                format!("Bearer realm=\"{realm}\", error=\"invalid_request\""),
+            )),
+            Self::Unavailable => {
+                headers.push(("retry-after", UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
+            }
+            _ => {}
+        }
+        ErrorResponse {
+            status: self.status(),
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_status_code_and_headers() {
+        let table: Vec<(ProxyError, u16, &str, Option<(&str, &str)>)> = vec![
+            (ProxyError::NotFound, 404, "not_found", None),
+            (ProxyError::MethodNotAllowed { allow: "GET, POST".into() }, 405, "method_not_allowed", Some(("allow", "GET, POST"))),
+            (ProxyError::InvalidPath, 400, "invalid_path", None),
+            (ProxyError::InvalidRequest, 400, "invalid_request", None),
+            (ProxyError::AmbiguousCredentials, 400, "invalid_request", Some(("www-authenticate", "Bearer realm=\"r\", error=\"invalid_request\""))),
+            (ProxyError::PayloadTooLarge { max_bytes: 4096 }, 413, "payload_too_large", None),
+            (ProxyError::MissingToken, 401, "missing_token", Some(("www-authenticate", "Bearer realm=\"r\""))),
+            (ProxyError::InvalidToken, 401, "invalid_token", Some(("www-authenticate", "Bearer realm=\"r\", error=\"invalid_token\""))),
+            (ProxyError::InvalidCredentials, 401, "invalid_credentials", None),
+            (ProxyError::Unavailable, 503, "unavailable", Some(("retry-after", "5"))),
+            (ProxyError::BadGateway, 502, "bad_gateway", None),
+            (ProxyError::GatewayTimeout, 504, "gateway_timeout", None),
+            (ProxyError::Internal, 500, "internal", None),
+        ];
+        for (err, status, code, header) in table {
+            let r = err.response("r");
+            assert_eq!(r.status.as_u16(), status, "{err:?}");
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["error"], code, "{err:?}");
+            if let Some((name, value)) = header {
+                assert!(r.headers.iter().any(|(n, v)| *n == name && v == value), "{err:?}: {:?}", r.headers);
+            }
+        }
+    }
+
+    #[test]
+    fn payload_too_large_names_the_limit() {
+        let r = ProxyError::PayloadTooLarge { max_bytes: 10 }.response("r");
+        assert_eq!(r.body, r#"{"error":"payload_too_large","max_bytes":10}"#);
+    }
+}

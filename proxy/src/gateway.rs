@@ -1,0 +1,595 @@
+//! `Gateway`: the only `ProxyHttp` implementation. It calls the policy modules in the order of the
+//! phase table in `lib.rs` (and ARCHITECTURE.md); each phase method is thin, and every refusal goes
+//! through one place, [`Gateway::reject`], which writes what `ProxyError::response` describes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::auth::{presented, AccessClaims, AuthError, Presented, TokenService};
+use crate::config::{AuthMode, SessionsConfig};
+use crate::context::{Handler, RequestCtx};
+use crate::error::ProxyError;
+use crate::identity::{self, Asserter, IpNet};
+use crate::login::{normalise_account, CredentialClient, LoginRequest, VerifyError};
+use crate::metrics::{bounded_method, Metrics};
+use crate::routing::{check_path, RouteTable};
+use crate::session::{SessionStatus, SessionStore, StoreError};
+use crate::upstream::Pool;
+
+/// Everything the gateway needs, built once from `Config` in `lib.rs`.
+pub struct Gateway {
+    pub(crate) routes: RouteTable,
+    pub(crate) pools: Arc<Vec<Pool>>,
+    pub(crate) tokens: TokenService,
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) asserter: Asserter,
+    pub(crate) credentials: CredentialClient,
+    /// Index of the pool whose credential check login calls.
+    pub(crate) login_pool: usize,
+    pub(crate) paths: SessionsConfig,
+    pub(crate) realm: String,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) keepalive_idle: Duration,
+}
+
+/// The current unix time in seconds (the clock JWT `iat`/`exp` use).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What `admit` decided.
+enum Admit {
+    /// Forward to the route's upstream.
+    Forward,
+    /// The proxy answered already (login, logout).
+    Answered,
+}
+
+impl Gateway {
+    /// The request filter's work, in order (see the phase table in `lib.rs`).
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Admit, ProxyError> {
+        self.resolve_client(session, ctx);
+        strip_inbound(session.req_header_mut())?;
+
+        let method = session.req_header().method.clone();
+        if method == Method::TRACE || method == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed {
+                allow: "GET, HEAD, POST, PUT, PATCH, DELETE".into(),
+            });
+        }
+        let path = session.req_header().uri.path().to_owned();
+        check_path(&path).map_err(|_| ProxyError::InvalidPath)?;
+
+        if path == self.paths.login_path {
+            ctx.handler = Handler::Login;
+            return self.login(session, ctx).await.map(|()| Admit::Answered);
+        }
+        if path == self.paths.logout_path {
+            ctx.handler = Handler::Logout;
+            return self.logout(session, ctx, false).await.map(|()| Admit::Answered);
+        }
+        if path == self.paths.logout_all_path {
+            ctx.handler = Handler::LogoutAll;
+            return self.logout(session, ctx, true).await.map(|()| Admit::Answered);
+        }
+
+        let Some(route_idx) = self
+            .routes
+            .route(&path)
+            .and_then(|r| self.routes.routes().iter().position(|x| x.name == r.name))
+        else {
+            return Err(ProxyError::NotFound);
+        };
+        ctx.handler = Handler::Route(route_idx);
+        let route = &self.routes.routes()[route_idx];
+        if !route.methods.contains(&method) {
+            return Err(ProxyError::MethodNotAllowed {
+                allow: route.allow.clone(),
+            });
+        }
+        ctx.body_limit = route.max_body_bytes;
+        check_content_length(session.req_header(), route.max_body_bytes)?;
+
+        match route.auth {
+            AuthMode::None => {}
+            AuthMode::Required | AuthMode::Optional => {
+                let required = route.auth == AuthMode::Required;
+                match self.authenticate(session, ctx).await {
+                    Ok(claims) => ctx.identity = Some(claims),
+                    Err(ProxyError::MissingToken) if !required => ctx.auth = "anonymous",
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Admit::Forward)
+    }
+
+    /// Client address from the connection; forwarded headers only from trusted proxies (R-LOGIN-8).
+    fn resolve_client(&self, session: &Session, ctx: &mut RequestCtx) {
+        let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) else {
+            return;
+        };
+        let xff: Vec<&str> = if self.trusted_proxies.is_empty() {
+            Vec::new()
+        } else {
+            session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
+        };
+        ctx.client_ip = Some(identity::client_ip(peer, &xff, &self.trusted_proxies));
+        ctx.host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+    }
+
+    /// Verifies the bearer token and its session (R-JWT-1, R-JWT-3, R-JWT-6, R-JWT-7).
+    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Result<AccessClaims, ProxyError> {
+        let claims = self.verified_claims(session, ctx)?;
+        let status = self
+            .sessions
+            .status(&claims.jti, &claims.sub, claims.iat, unix_now())
+            .await
+            .map_err(|e| self.store_failed(&e))?;
+        if status == SessionStatus::Revoked {
+            ctx.auth = "revoked";
+            self.metrics.auth_failures.with_label_values(&["revoked"]).inc();
+            return Err(ProxyError::InvalidToken);
+        }
+        ctx.auth = "ok";
+        Ok(claims)
+    }
+
+    /// Signature and claims only (no store lookup).
+    fn verified_claims(&self, session: &Session, ctx: &mut RequestCtx) -> Result<AccessClaims, ProxyError> {
+        let req = session.req_header();
+        let values: Vec<&[u8]> = req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .collect();
+        let token = match presented(&values, req.uri.query()) {
+            Presented::Bearer(t) => t,
+            Presented::None => {
+                ctx.auth = "missing";
+                self.metrics.auth_failures.with_label_values(&["missing"]).inc();
+                return Err(ProxyError::MissingToken);
+            }
+            Presented::OtherScheme => {
+                ctx.auth = "invalid";
+                self.metrics.auth_failures.with_label_values(&["invalid"]).inc();
+                return Err(ProxyError::InvalidToken);
+            }
+            Presented::Ambiguous => {
+                ctx.auth = "invalid";
+                self.metrics.auth_failures.with_label_values(&["invalid"]).inc();
+                return Err(ProxyError::AmbiguousCredentials);
+            }
+        };
+        self.tokens.verify(token, unix_now()).map_err(|e: AuthError| {
+            ctx.auth = e.reason();
+            self.metrics.auth_failures.with_label_values(&[e.reason()]).inc();
+            ProxyError::InvalidToken
+        })
+    }
+
+    fn store_failed(&self, error: &StoreError) -> ProxyError {
+        self.metrics.store_errors.inc();
+        tracing::warn!(%error, "session store unavailable; failing closed");
+        ProxyError::Unavailable
+    }
+
+    /// `POST /auth/login`: strict body, credential check upstream, mint, record the session.
+    async fn login(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+        if session.req_header().method != Method::POST {
+            return Err(ProxyError::MethodNotAllowed { allow: "POST".into() });
+        }
+        let max = self.paths.max_body_bytes;
+        ctx.body_limit = max;
+        check_content_length(session.req_header(), max)?;
+        let body = read_body_capped(session, ctx, max).await?;
+        let Some(req) = LoginRequest::parse(&body) else {
+            self.metrics.login_attempts.with_label_values(&["bad_request"]).inc();
+            return Err(ProxyError::InvalidRequest);
+        };
+        let account = normalise_account(&req.email);
+        let peer = self.pools[self.login_pool].select().ok_or(ProxyError::BadGateway)?;
+        match self.credentials.verify(peer, &req, &ctx.request_id).await {
+            Ok(user) => {
+                let now = unix_now();
+                let minted = self
+                    .tokens
+                    .mint(&user.user_id, &user.email, &user.roles, now)
+                    .map_err(|error| {
+                        tracing::error!(%error, "minting an access token failed");
+                        ProxyError::Internal
+                    })?;
+                self.sessions
+                    .insert(&minted.claims.jti, &minted.claims.sub, minted.claims.exp, now)
+                    .await
+                    .map_err(|e| self.store_failed(&e))?;
+                self.metrics.login_attempts.with_label_values(&["success"]).inc();
+                let body = serde_json::json!({
+                    "access_token": minted.token,
+                    "token_type": "Bearer",
+                    "expires_in": self.tokens.lifetime_secs(),
+                });
+                write_json(session, ctx, StatusCode::OK, &[], body.to_string(), false).await
+            }
+            Err(VerifyError::Refused) => {
+                self.metrics.login_attempts.with_label_values(&["invalid"]).inc();
+                tracing::info!(account = %account_hash(&account), "login refused");
+                Err(ProxyError::InvalidCredentials)
+            }
+            Err(VerifyError::Upstream(error)) => {
+                tracing::warn!(%error, "credential check failed");
+                Err(ProxyError::BadGateway)
+            }
+        }
+    }
+
+    /// `POST /auth/logout` (this token) and `POST /auth/logout-all` (every token of the caller).
+    async fn logout(&self, session: &mut Session, ctx: &mut RequestCtx, all: bool) -> Result<(), ProxyError> {
+        if session.req_header().method != Method::POST {
+            return Err(ProxyError::MethodNotAllowed { allow: "POST".into() });
+        }
+        check_content_length(session.req_header(), 0)?;
+        if all {
+            // Only a live session may end every session of its user.
+            let claims = self.authenticate(session, ctx).await?;
+            let max_lifetime = self.tokens.lifetime_secs() + 60;
+            self.sessions
+                .revoke_all(&claims.sub, unix_now(), max_lifetime)
+                .await
+                .map_err(|e| self.store_failed(&e))?;
+            tracing::info!(user = %claims.sub, "logout-all: every session of the user revoked");
+        } else {
+            // A correctly signed token that is already revoked still gets 204 (RFC 7009 2.2).
+            let claims = self.verified_claims(session, ctx)?;
+            self.sessions
+                .revoke(&claims.jti, &claims.sub)
+                .await
+                .map_err(|e| self.store_failed(&e))?;
+        }
+        write_json(session, ctx, StatusCode::NO_CONTENT, &[], String::new(), false).await
+    }
+
+    /// Writes the answer for `err`; the one place proxy errors become responses.
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: &ProxyError) -> pingora::Result<bool> {
+        if matches!(err, ProxyError::PayloadTooLarge { .. }) {
+            self.metrics.body_limit_rejections.inc();
+        }
+        let r = err.response(&self.realm);
+        // An early answer must not leave unread body bytes on a reused connection (R-HTTP-3).
+        let close = has_body(session.req_header()) && !session.is_body_done();
+        match write_json(session, ctx, r.status, &r.headers, r.body, close).await {
+            Ok(()) | Err(_) => Ok(true),
+        }
+    }
+
+    fn route_label(&self, ctx: &RequestCtx) -> &str {
+        match ctx.handler {
+            Handler::Route(i) => &self.routes.routes()[i].name,
+            Handler::Login => "login",
+            Handler::Logout => "logout",
+            Handler::LogoutAll => "logout_all",
+            Handler::None => "none",
+        }
+    }
+}
+
+/// Stable, non-reversible account label for logs (never the raw email, R-LOGIN-11).
+pub fn account_hash(account: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(account.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Refuses a declared body over `max` before any of it is read (R-HTTP-2).
+fn check_content_length(req: &RequestHeader, max: u64) -> Result<(), ProxyError> {
+    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return if req.headers.contains_key(http::header::CONTENT_LENGTH) {
+            Err(ProxyError::InvalidRequest)
+        } else {
+            Ok(())
+        };
+    };
+    let text = v.to_str().map_err(|_| ProxyError::InvalidRequest)?;
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ProxyError::InvalidRequest);
+    }
+    let n: u64 = text.parse().map_err(|_| ProxyError::InvalidRequest)?;
+    if n > max {
+        return Err(ProxyError::PayloadTooLarge { max_bytes: max });
+    }
+    Ok(())
+}
+
+/// Reads a whole (small) body, refusing it as soon as it passes `max` bytes.
+async fn read_body_capped(session: &mut Session, ctx: &mut RequestCtx, max: u64) -> Result<Vec<u8>, ProxyError> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                ctx.body_bytes += chunk.len() as u64;
+                if ctx.body_bytes > max {
+                    return Err(ProxyError::PayloadTooLarge { max_bytes: max });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(ProxyError::InvalidRequest),
+        }
+    }
+}
+
+/// Removes every inbound identity or client-address header (R-ID-2) and applies `Connection` (R-ID-3).
+fn strip_inbound(req: &mut RequestHeader) -> Result<(), ProxyError> {
+    let mut hop_by_hop: Vec<String> = Vec::new();
+    for v in req.headers.get_all(http::header::CONNECTION) {
+        let text = v.to_str().map_err(|_| ProxyError::InvalidRequest)?;
+        for opt in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if identity::connection_option_is_forbidden(opt) {
+                return Err(ProxyError::InvalidRequest);
+            }
+            let lower = opt.to_ascii_lowercase();
+            if lower != "keep-alive" && lower != "close" {
+                hop_by_hop.push(lower);
+            }
+        }
+    }
+    let doomed: Vec<String> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|name| identity::is_stripped(name))
+        .map(str::to_owned)
+        .chain(hop_by_hop)
+        .collect();
+    for name in doomed {
+        while req.remove_header(name.as_str()).is_some() {}
+    }
+    Ok(())
+}
+
+/// Writes a complete proxy-generated response (JSON, `no-store`, the request id).
+async fn write_json(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: StatusCode,
+    headers: &[(&'static str, String)],
+    body: String,
+    close: bool,
+) -> Result<(), ProxyError> {
+    let written = async {
+        let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
+        if !body.is_empty() {
+            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        }
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (name, value) in headers {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        if close {
+            resp.insert_header(http::header::CONNECTION, "close")?;
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(resp), body.is_empty()).await?;
+        if !body.is_empty() {
+            session.write_response_body(Some(Bytes::from(body)), true).await?;
+        }
+        Ok::<(), Box<Error>>(())
+    };
+    written.await.map_err(|error| {
+        tracing::debug!(%error, "writing a proxy response failed");
+        ProxyError::Internal
+    })
+}
+
+/// A valid `X-Request-Id` is a UUID; anything else is replaced.
+fn request_id(req: &RequestHeader) -> String {
+    req.headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
+}
+
+fn pingora_error(status: u16, why: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(status), why)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        ctx.request_id = request_id(session.req_header());
+        session.set_keepalive(Some(self.keepalive_idle.as_secs()));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        match self.admit(session, ctx).await {
+            Ok(Admit::Forward) => Ok(false),
+            Ok(Admit::Answered) => Ok(true),
+            Err(e) => self.reject(session, ctx, &e).await,
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > ctx.body_limit {
+                self.metrics.body_limit_rejections.inc();
+                // Failing here aborts the upstream request: the upstream never sees a complete body.
+                return Err(pingora_error(413, "request body over the route limit"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        let Handler::Route(i) = ctx.handler else {
+            return Err(pingora_error(502, "no route"));
+        };
+        let pool = &self.pools[self.routes.routes()[i].upstream];
+        let Some(addr) = pool.select() else {
+            return Err(Error::explain(ErrorType::ConnectNoRoute, "no healthy peer"));
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.connect_timeout);
+        peer.options.read_timeout = Some(pool.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // R-JWT-8: the upstream gets identity headers, never the token.
+        while up.remove_header(&http::header::AUTHORIZATION).is_some() {}
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(ip) = ctx.client_ip {
+            up.insert_header("x-forwarded-for", ip.to_string())?;
+        }
+        up.insert_header("x-forwarded-proto", "http")?;
+        if let Some(host) = &ctx.host {
+            up.insert_header("x-forwarded-host", host.as_str())?;
+        }
+        let (Some(claims), Handler::Route(i)) = (&ctx.identity, ctx.handler) else {
+            return Ok(());
+        };
+        let route = &self.routes.routes()[i];
+        let method = session.req_header().method.as_str().to_owned();
+        let path = session.req_header().uri.path().to_owned();
+        let assertion = self
+            .asserter
+            .mint(&route.upstream_name, &claims.sub, &claims.email, &claims.roles, &claims.jti, &method, &path, unix_now())
+            .map_err(|_| pingora_error(500, "minting the identity assertion failed"))?;
+        up.insert_header("x-user-id", claims.sub.as_str())?;
+        up.insert_header("x-user-email", claims.email.as_str())?;
+        up.insert_header("x-user-roles", claims.roles.join(","))?;
+        up.insert_header("x-identity-assertion", assertion)?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // No version strings towards clients (ASVS 4.0.3 V14.3.3).
+        while resp.remove_header(&http::header::SERVER).is_some() {}
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let err = match e.etype() {
+            ErrorType::HTTPStatus(413) => ProxyError::PayloadTooLarge { max_bytes: ctx.body_limit },
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure => ProxyError::BadGateway,
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => {
+                ProxyError::GatewayTimeout
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => ProxyError::BadGateway,
+                ErrorSource::Downstream => ProxyError::InvalidRequest,
+                _ => ProxyError::Internal,
+            },
+        };
+        let downstream_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(e.etype(), ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed);
+        let code = if downstream_gone || session.response_written().is_some() {
+            0
+        } else {
+            let r = err.response(&self.realm);
+            let _ = write_json(session, ctx, r.status, &r.headers, r.body, true).await;
+            r.status.as_u16()
+        };
+        if !matches!(err, ProxyError::PayloadTooLarge { .. }) && code != 0 {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = self.route_label(ctx);
+        let method = bounded_method(&session.req_header().method);
+        let elapsed = ctx.started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let client: Option<IpAddr> = ctx.client_ip;
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            route,
+            method,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            auth = ctx.auth,
+            client = ?client,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! edge-proxy: a security edge proxy on pingora.
+//!
+//! It sits in front of any HTTP service and owns what the service should not: default-deny routing,
+//! body limits, login and JWT sessions with instant revocation, identity headers the upstream can
+//! verify, and metrics. It knows nothing about the upstream's domain; everything comes from `Config`.
+//!
+//! # Request pipeline
+//!
+//! `Gateway` (`gateway.rs`) is the only `ProxyHttp` implementation. Its phases, in order:
+//!
+//! | pingora phase             | our work, in order                                                   | refusal            |
+//! |---------------------------|----------------------------------------------------------------------|--------------------|
+//! | `early_request_filter`    | request id (client's only if a UUID), keep-alive idle timeout         | —                  |
+//! | `request_filter`          | client address → strip identity headers, apply `Connection` → method (`TRACE`/`CONNECT`) → path check → edge endpoints (login, logout, logout-all) → route match → route methods → `Content-Length` limit → token verify → session (allowlist) check | 400 / 404 / 405 / 413 / 401 / 503 |
+//! | `request_body_filter`     | count streamed bytes against the route limit                          | 413                |
+//! | `upstream_peer`           | next healthy peer of the route's pool                                 | 502 (`fail_to_proxy`) |
+//! | `upstream_request_filter` | drop `Authorization`; set `X-Request-Id`, `X-Forwarded-*`, `X-User-*`, `X-Identity-Assertion` | —  |
+//! | `response_filter`         | drop `Server`, add `X-Request-Id`                                     | —                  |
+//! | `fail_to_proxy`           | map pingora errors to JSON 413/502/504                                | —                  |
+//! | `logging`                 | metrics and the access log line                                       | —                  |
+//!
+//! `main.rs` is a shell: tests and the binary run the same [`build`] and [`EdgeProxy::run`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod gateway;
+pub mod identity;
+pub mod login;
+pub mod metrics;
+pub mod routing;
+pub mod session;
+pub mod upstream;
+
+pub use config::Config;
+pub use gateway::Gateway;
+
+use crate::config::StoreBackend;
+use crate::session::{MemorySessionStore, RedisSessionStore, SessionStore};
+
+/// A built proxy: the admin listener is bound; the public listener binds when [`EdgeProxy::run`] starts.
+pub struct EdgeProxy {
+    server: Server,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl EdgeProxy {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Runs until the shutdown signal in `args` fires (SIGTERM/SIGINT for the binary).
+    pub fn run(self, args: RunArgs) {
+        self.server.run(args);
+    }
+}
+
+/// Builds the session store the config asks for.
+pub fn session_store(cfg: &config::StoreConfig) -> anyhow::Result<Arc<dyn SessionStore>> {
+    Ok(match &cfg.backend {
+        StoreBackend::Memory => Arc::new(MemorySessionStore::new()),
+        StoreBackend::Redis { url } => Arc::new(
+            RedisSessionStore::new(url, &cfg.key_prefix, cfg.timeout).context("configuring the Redis session store")?,
+        ),
+    })
+}
+
+/// Builds the proxy from a validated config.
+pub fn build(config: Config) -> anyhow::Result<EdgeProxy> {
+    let sessions = session_store(&config.store)?;
+    build_with_store(config, sessions)
+}
+
+/// Like [`build`] with a session store the caller made (tests share one between proxies).
+pub fn build_with_store(config: Config, sessions: Arc<dyn SessionStore>) -> anyhow::Result<EdgeProxy> {
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    conf.daemon = false;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let metrics = Arc::new(metrics::Metrics::new().context("registering metrics")?);
+    let mut pools = Vec::new();
+    for u in &config.upstreams {
+        let (pool, health) = upstream::Pool::from_config(u)?;
+        server.add_service(health);
+        pools.push(pool);
+    }
+    let pools = Arc::new(pools);
+    let pool_index = |name: &str| pools.iter().position(|p| p.name == name);
+    let routes = routing::RouteTable::from_config(&config.routes, pool_index);
+    let login_pool = pool_index(&config.sessions.upstream)
+        .context("the sessions upstream is not a configured pool")?;
+
+    let gateway = Gateway {
+        routes,
+        pools: Arc::clone(&pools),
+        tokens: auth::TokenService::from_config(&config.jwt),
+        sessions: Arc::clone(&sessions),
+        asserter: identity::Asserter::from_config(&config.identity),
+        credentials: login::CredentialClient::new(&config.sessions.verify_path, config.sessions.verify_timeout)
+            .context("building the credential-check client")?,
+        login_pool,
+        paths: config.sessions.clone(),
+        realm: config.jwt.realm.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        metrics: Arc::clone(&metrics),
+        keepalive_idle: config.server.keepalive_idle,
+    };
+
+    let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "edge-proxy");
+    proxy.add_tcp(&config.listen.to_string());
+    server.add_service(proxy);
+
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen)
+        .with_context(|| format!("binding the admin listener on {}", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr().context("reading the admin address")?;
+    let admin_state = admin::AdminState {
+        sessions,
+        pools,
+        metrics,
+        token_digest: admin::AdminState::token_digest(&config.admin.token),
+        max_token_lifetime: i64::try_from(config.jwt.lifetime.as_secs() + config.jwt.leeway.as_secs()).unwrap_or(i64::MAX),
+    };
+    server.add_service(pingora::services::background::background_service(
+        "admin",
+        admin::AdminService::new(admin_listener, admin_state),
+    ));
+
+    Ok(EdgeProxy {
+        server,
+        listen: config.listen,
+        admin: admin_addr,
+    })
+}
+
+/// Installs the global tracing subscriber (JSON in production, human-readable in dev).
+pub fn init_tracing(format: config::LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        config::LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -1,0 +1,44 @@
+//! The session allowlist: a token is honoured only while its `jti` is in the store, bound to its `sub`,
+//! and issued after the user's last revoke-all (R-JWT-3..6). Two implementations share one contract
+//! suite (`tests/proxy/session_contract.rs`): `MemorySessionStore` (one process, the embedded default)
+//! and `RedisSessionStore` (shared by every replica, entries expire with their tokens).
+
+use async_trait::async_trait;
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemorySessionStore;
+pub use self::redis::RedisSessionStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time; callers fail closed (503).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the store says about a presented token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Active,
+    /// Logged out, revoked, expired from the store, bound to another user, or older than a revoke-all.
+    Revoked,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Records a freshly minted token; it expires from the store at `exp` (unix seconds).
+    async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError>;
+    /// Is this token still honoured? `iat` is compared with the user's revoke-all time.
+    async fn status(&self, jti: &str, sub: &str, iat: i64, now: i64)
+        -> Result<SessionStatus, StoreError>;
+    /// Revokes one token (logout). Idempotent.
+    async fn revoke(&self, jti: &str, sub: &str) -> Result<(), StoreError>;
+    /// Revokes every token of `sub` and refuses any issued before `now` for `max_lifetime` seconds.
+    async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError>;
+    /// Revokes a token by `jti` alone (admin); returns whether it was live.
+    async fn revoke_jti(&self, jti: &str) -> Result<bool, StoreError>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,144 @@
+//! `MemorySessionStore`: the in-process allowlist for a single proxy (the embedded default).
+//! Expired entries are dropped lazily on access and swept in bulk every `SWEEP_EVERY` inserts, so memory
+//! stays bounded by the number of live tokens without a background task.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{SessionStatus, SessionStore, StoreError};
+
+/// Inserts between two sweeps of expired entries; amortises the O(n) sweep to O(1) per insert.
+const SWEEP_EVERY: u64 = 1024;
+
+#[derive(Default)]
+struct State {
+    /// jti → (sub, exp)
+    tokens: HashMap<String, (String, i64)>,
+    /// sub → jtis
+    by_user: HashMap<String, HashSet<String>>,
+    /// sub → (not-before, expires)
+    user_nbf: HashMap<String, (i64, i64)>,
+    inserts: u64,
+}
+
+impl State {
+    fn sweep(&mut self, now: i64) {
+        let expired: Vec<(String, String)> = self
+            .tokens
+            .iter()
+            .filter(|(_, (_, exp))| *exp <= now)
+            .map(|(j, (s, _))| (j.clone(), s.clone()))
+            .collect();
+        for (jti, sub) in expired {
+            self.remove(&jti, &sub);
+        }
+        self.user_nbf.retain(|_, (_, until)| *until > now);
+    }
+
+    fn remove(&mut self, jti: &str, sub: &str) {
+        self.tokens.remove(jti);
+        if let Some(set) = self.by_user.get_mut(sub) {
+            set.remove(jti);
+            if set.is_empty() {
+                self.by_user.remove(sub);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MemorySessionStore {
+    state: Mutex<State>,
+}
+
+impl MemorySessionStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that grants
+        // access (every write is a single insert/remove), so recover the guard.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Live entries (tests check that memory does not grow without bound).
+    pub fn len(&self) -> usize {
+        self.lock().tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.inserts += 1;
+        if s.inserts % SWEEP_EVERY == 0 {
+            s.sweep(now);
+        }
+        s.tokens.insert(jti.to_owned(), (sub.to_owned(), exp));
+        s.by_user.entry(sub.to_owned()).or_default().insert(jti.to_owned());
+        Ok(())
+    }
+
+    async fn status(
+        &self,
+        jti: &str,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Result<SessionStatus, StoreError> {
+        let s = self.lock();
+        let live = s
+            .tokens
+            .get(jti)
+            .is_some_and(|(owner, exp)| owner == sub && *exp > now);
+        let before_revoke_all = s
+            .user_nbf
+            .get(sub)
+            .is_some_and(|(nbf, until)| *until > now && iat < *nbf);
+        Ok(if live && !before_revoke_all {
+            SessionStatus::Active
+        } else {
+            SessionStatus::Revoked
+        })
+    }
+
+    async fn revoke(&self, jti: &str, sub: &str) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.tokens.get(jti).is_some_and(|(owner, _)| owner == sub) {
+            s.remove(jti, sub);
+        }
+        Ok(())
+    }
+
+    async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some(jtis) = s.by_user.remove(sub) {
+            for j in jtis {
+                s.tokens.remove(&j);
+            }
+        }
+        s.user_nbf.insert(sub.to_owned(), (now, now + max_lifetime));
+        Ok(())
+    }
+
+    async fn revoke_jti(&self, jti: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let Some((sub, _)) = s.tokens.get(jti).cloned() else {
+            return Ok(false);
+        };
+        s.remove(jti, &sub);
+        Ok(true)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
