@@ -374,7 +374,7 @@ mod tests {
     /// Secrets a deployment would mount; the dev profile's are generated on first run.
     fn mounted_secrets(dir: &Path) -> HashMap<String, String> {
         let key = dir.join("identity.key");
-        std::fs::write(&key, "c2VjcmV0LWZvci1jb25maWctdGVzdHMtb25seS0wMTIzNDU2Nzg5YWJjZGVm\n").unwrap();
+        std::fs::write(&key, "iGyrivaEjq1iu32B80y7U52QraQxB3dP23LO7joj/LY=\n").unwrap();
         let url = dir.join("database-url");
         std::fs::write(&url, "postgres://todo@127.0.0.1/todo\n").unwrap();
         HashMap::from([

@@ -9,6 +9,9 @@ use unicode_normalization::UnicodeNormalization;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+// `YYYY-MM-DD` on the wire (time's default would be a tuple).
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 /// Longest accepted email address (RFC 5321 path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
 /// Password bounds: 8 is the NIST SP 800-63B minimum; 256 bounds the hashing work a request can ask for.
@@ -166,6 +169,7 @@ pub struct Todo {
     pub category_id: Option<Uuid>,
     /// Calendar date, `YYYY-MM-DD`.
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub due_date: Option<Date>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

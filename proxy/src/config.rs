@@ -472,8 +472,8 @@ mod tests {
             p.display().to_string()
         };
         let mut env = HashMap::from([
-            (format!("{ENV_PREFIX}__JWT__KEY_FILE"), write("jwt", "N2Y5YjBjMGQtZmZmZi00YWFhLWJiYmItY2NjY2RkZGRlZWVl\n")),
-            (format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"), write("identity", "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXowMTIzNDU2Nzg5\n")),
+            (format!("{ENV_PREFIX}__JWT__KEY_FILE"), write("jwt", "bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\n")),
+            (format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"), write("identity", "HXw4qurOD7vywUEzJxPZmIyFjNHK0yHkmgOg/+cgdkc=\n")),
             (format!("{ENV_PREFIX}__ADMIN__TOKEN_FILE"), write("admin", "an-admin-token-for-config-tests-0123456789\n")),
         ]);
         if redis {
