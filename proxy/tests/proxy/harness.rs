@@ -1,0 +1,260 @@
+//! `TestUpstream` (records what reached it and implements the credential check) and `TestProxy` (the
+//! real proxy built from TOML, run on its own thread with a shutdown fired on drop).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use edge_proxy::session::SessionStore;
+use edge_proxy::Config;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
+pub const JWT_KEY: &str = "q3V0m8Zb1xLr2c9NfT4yWj6sHk0pAe7uGd5iRo3lPnM=";
+pub const IDENTITY_SECRET: &str = "Zk8wXr3nB6tq1yLh9sVd4cPa2mJe7uGo5iRf0lKbNwE=";
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Vec<Seen>>>);
+
+impl Recorder {
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub seen: Recorder,
+}
+
+/// The user id the test upstream reports for an email.
+pub fn user_id_for(email: &str) -> String {
+    let mut h: u128 = 0xcbf2_9ce4_8422_2325;
+    for b in email.trim().to_lowercase().bytes() {
+        h = (h ^ u128::from(b)).wrapping_mul(0x0100_0000_0000_0000_0000_013b);
+    }
+    uuid::Uuid::from_u128(h).to_string()
+}
+
+async fn verify(State(seen): State<Recorder>, req: Request) -> axum::response::Response {
+    record(&seen, &req);
+    let body = axum::body::to_bytes(req.into_body(), 1 << 16).await.unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let email = v["email"].as_str().unwrap_or_default().trim().to_lowercase();
+    if v["password"] == PASSWORD {
+        Json(serde_json::json!({"user_id": user_id_for(&email), "email": email, "roles": ["user"]})).into_response()
+    } else {
+        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": {"code": "invalid_credentials"}}))).into_response()
+    }
+}
+
+fn record(seen: &Recorder, req: &Request) {
+    seen.0.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+        headers: req.headers().clone(),
+    });
+}
+
+async fn echo(State(seen): State<Recorder>, req: Request) -> impl IntoResponse {
+    record(&seen, &req);
+    let path = req.uri().path().to_owned();
+    ([("server", "upstream/1.2.3")], Json(serde_json::json!({"path": path})))
+}
+
+impl TestUpstream {
+    pub async fn start() -> Self {
+        let seen = Recorder::default();
+        let app = axum::Router::new()
+            .route("/internal/credentials/verify", axum::routing::post(verify))
+            .fallback(echo)
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, seen }
+    }
+
+    /// Requests that reached the upstream other than credential checks.
+    pub fn forwarded(&self) -> Vec<Seen> {
+        self.seen.all().into_iter().filter(|s| !s.path.starts_with("/internal/")).collect()
+    }
+}
+
+/// A port that was free a moment ago (pingora binds the public listener itself).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The proxy config used by the tests, pointing at `upstream`.
+pub fn config_toml(listen: u16, upstream: SocketAddr, store: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:{listen}"
+[server]
+threads = 1
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+{store}
+[jwt]
+key = "{JWT_KEY}"
+realm = "test"
+[identity]
+secret = "{IDENTITY_SECRET}"
+[upstreams.todo]
+peers = ["{upstream}"]
+health_check_interval_ms = 200
+connect_timeout_ms = 500
+[[routes]]
+name = "public"
+prefix = "/public"
+upstream = "todo"
+auth = "none"
+[[routes]]
+name = "todos"
+prefix = "/todos"
+upstream = "todo"
+max_body_bytes = 1024
+"#
+    )
+}
+
+struct Signal(tokio::sync::watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for Signal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub client: reqwest::Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    pub async fn start(upstream: SocketAddr, sessions: Arc<dyn SessionStore>) -> Self {
+        Self::start_with(upstream, sessions, "").await
+    }
+
+    pub async fn start_with(upstream: SocketAddr, sessions: Arc<dyn SessionStore>, store_toml: &str) -> Self {
+        let port = free_port();
+        let cfg = Config::from_toml(&config_toml(port, upstream, store_toml), &Default::default(), std::path::Path::new("."))
+            .expect("test config is valid");
+        let proxy = edge_proxy::build_with_store(cfg, sessions).expect("proxy builds");
+        let (addr, admin) = (proxy.listen_addr(), proxy.admin_addr());
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || proxy.run(RunArgs { shutdown_signal: Box::new(Signal(rx)) }));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Self { addr, admin, client: reqwest::Client::new(), stop, thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token(&self, email: &str) -> String {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["token_type"], "Bearer");
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `REDIS_URL`, or `None` (skipped) when unset outside CI.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "CI is set but REDIS_URL is not: Redis tests cannot be skipped in CI");
+            eprintln!("skipped: REDIS_URL is not set (Redis tests)");
+            None
+        }
+    }
+}
+
+/// A unique key prefix, and a guard that deletes its keys at the end of the test.
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn new(url: String) -> Self {
+        Self { url, prefix: format!("edge-proxy-test:{}:", uuid::Uuid::new_v4().simple()) }
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.url.as_str()) {
+            if let Ok(mut c) = client.get_connection() {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut c).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+                }
+            }
+        }
+    }
+}

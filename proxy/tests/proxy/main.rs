@@ -1,0 +1,7 @@
+//! Proxy integration tests: the real `Gateway` on real sockets in front of a recording upstream.
+//! Redis tests need `REDIS_URL` (skipped without it, failing instead when `CI` is set); each uses its
+//! own key prefix and removes its keys afterwards.
+
+mod gateway;
+mod harness;
+mod session_contract;

@@ -1,0 +1,94 @@
+//! One contract suite for every `SessionStore`: memory always, Redis with `REDIS_URL`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_proxy::session::{MemorySessionStore, RedisSessionStore, SessionStatus, SessionStore};
+use secrecy::SecretString;
+
+use crate::harness::{redis_url, RedisPrefix};
+
+const NOW: i64 = 1_900_000_000;
+
+async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
+    use SessionStatus::{Active, Revoked};
+    s.ping().await.unwrap();
+    let exp = now + 900;
+    s.insert("j1", "alice", exp, now).await.unwrap();
+    s.insert("j2", "alice", exp, now).await.unwrap();
+    s.insert("j3", "bob", exp, now).await.unwrap();
+    assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Active);
+    assert_eq!(s.status("j1", "bob", now, now).await.unwrap(), Revoked, "bound to its sub");
+    assert_eq!(s.status("unknown", "alice", now, now).await.unwrap(), Revoked);
+
+    // Logout revokes one token, idempotently; others stay valid.
+    s.revoke("j1", "alice").await.unwrap();
+    s.revoke("j1", "alice").await.unwrap();
+    assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Revoked);
+    assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Active);
+    s.revoke("j3", "alice").await.unwrap();
+    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Active, "cannot revoke another user's token");
+
+    // Revoke-all: every token of the user, and any token issued before it.
+    s.revoke_all("alice", now, 960).await.unwrap();
+    assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Revoked);
+    s.insert("j4", "alice", exp, now).await.unwrap();
+    assert_eq!(s.status("j4", "alice", now - 1, now).await.unwrap(), Revoked, "issued before revoke-all");
+    assert_eq!(s.status("j4", "alice", now, now).await.unwrap(), Active, "issued at or after revoke-all");
+    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Active, "other users untouched");
+
+    // Admin revoke by jti.
+    assert!(s.revoke_jti("j3").await.unwrap());
+    assert!(!s.revoke_jti("j3").await.unwrap());
+    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Revoked);
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_session_contract() {
+    check_session_store(Arc::new(MemorySessionStore::new()), NOW).await;
+}
+
+#[tokio::test]
+async fn memory_store_forgets_expired_tokens() {
+    let s = MemorySessionStore::new();
+    s.insert("old", "u", NOW + 10, NOW).await.unwrap();
+    assert_eq!(s.status("old", "u", NOW, NOW + 11).await.unwrap(), SessionStatus::Revoked);
+    for i in 0..1024 {
+        s.insert(&format!("j{i}"), "u", NOW + 1000 + 10, NOW + 1000).await.unwrap();
+    }
+    assert_eq!(s.len(), 1024, "the expired entry was swept, live ones kept");
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_session_contract_and_keys_expire_with_tokens() {
+    let Some(url) = redis_url() else { return };
+    let guard = RedisPrefix::new(url.clone());
+    let store = RedisSessionStore::new(&SecretString::from(url.clone()), &guard.prefix, Duration::from_secs(2)).unwrap();
+    // Redis expires keys on its own clock, so the contract runs at the real time.
+    let now = edge_proxy::gateway::unix_now();
+    check_session_store(Arc::new(store), now).await;
+
+    let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let ttl = |key: String, c: &mut redis::Connection| -> i64 { redis::cmd("TTL").arg(key).query(c).unwrap() };
+    let jti_ttl = ttl(format!("{}jwt:jti:j4", guard.prefix), &mut c);
+    assert!((890..=900).contains(&jti_ttl), "jti key expires with the token: {jti_ttl}");
+    let set_ttl = ttl(format!("{}jwt:user:alice", guard.prefix), &mut c);
+    assert!((890..=900).contains(&set_ttl), "user set expires with its newest token: {set_ttl}");
+    let nbf_ttl = ttl(format!("{}jwt:user_nbf:alice", guard.prefix), &mut c);
+    assert!((950..=960).contains(&nbf_ttl), "revoke-all mark kept one token lifetime: {nbf_ttl}");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_reported_unavailable_within_the_timeout() {
+    let port = crate::harness::free_port();
+    let store = RedisSessionStore::new(
+        &SecretString::from(format!("redis://127.0.0.1:{port}")),
+        "x:",
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(store.status("j", "u", NOW, NOW).await.is_err());
+    assert!(store.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
