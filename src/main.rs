@@ -15,7 +15,10 @@ use clap::Parser;
 use rand::RngCore as _;
 
 #[derive(Parser)]
-#[command(name = "stack", about = "Run edge-proxy in front of todo-backend on embedded defaults")]
+#[command(
+    name = "stack",
+    about = "Run edge-proxy in front of todo-backend on embedded defaults"
+)]
 struct Cli {
     /// Profile directory holding proxy.toml and backend.toml.
     #[arg(long, default_value = "config/dev")]
@@ -58,7 +61,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cli.data).with_context(|| format!("creating {}", cli.data.display()))?;
+    std::fs::create_dir_all(&cli.data)
+        .with_context(|| format!("creating {}", cli.data.display()))?;
     ensure_secret(&cli.data.join("jwt.key"), || random_b64(32))?;
     ensure_secret(&cli.data.join("identity.secret"), || random_b64(32))?;
     ensure_secret(&cli.data.join("admin.token"), || {

@@ -377,9 +377,10 @@ mod tests {
         std::fs::write(&key, "iGyrivaEjq1iu32B80y7U52QraQxB3dP23LO7joj/LY=\n").unwrap();
         let url = dir.join("database-url");
         std::fs::write(&url, "postgres://todo@127.0.0.1/todo\n").unwrap();
-        HashMap::from([
-            (format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"), key.display().to_string()),
-        ])
+        HashMap::from([(
+            format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"),
+            key.display().to_string(),
+        )])
         .into_iter()
         .chain(std::iter::once((
             format!("{ENV_PREFIX}__DATABASE__URL_FILE"),
@@ -412,7 +413,10 @@ mod tests {
         let c = Config::load(&profile("prod"), &mounted_secrets(dir.path())).unwrap();
         assert!(matches!(c.database, DatabaseUrl::Postgres(_)));
         assert_eq!(c.log_format, LogFormat::Json);
-        assert!(!format!("{c:?}").contains("todo@127.0.0.1"), "database url leaked in Debug");
+        assert!(
+            !format!("{c:?}").contains("todo@127.0.0.1"),
+            "database url leaked in Debug"
+        );
     }
 
     #[test]
@@ -425,7 +429,13 @@ mod tests {
         .unwrap();
         let err = Config::from_raw(raw, Path::new(".")).unwrap_err();
         let text = err.to_string();
-        for key in ["server.listen", "database.url", "database.max_connections", "identity.secret", "log.format"] {
+        for key in [
+            "server.listen",
+            "database.url",
+            "database.max_connections",
+            "identity.secret",
+            "log.format",
+        ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
     }

@@ -54,7 +54,11 @@ impl Passwords {
 
     /// A PHC string for a new password.
     pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, CredentialError> {
-        let _permit = self.permits.acquire().await.map_err(|_| CredentialError::Closed)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CredentialError::Closed)?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -72,7 +76,11 @@ impl Passwords {
         stored: Option<String>,
         password: String,
     ) -> Result<bool, CredentialError> {
-        let _permit = self.permits.acquire().await.map_err(|_| CredentialError::Closed)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CredentialError::Closed)?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
@@ -85,7 +93,11 @@ impl Passwords {
                 }
                 return false;
             };
-            known && this.argon.verify_password(password.as_bytes(), &parsed).is_ok()
+            known
+                && this
+                    .argon
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
         })
         .await
         .map_err(CredentialError::from)
@@ -124,7 +136,10 @@ mod tests {
         let p = cheap();
         let h = p.hash("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(p.verify(Some(h.clone()), "correct horse".into()).await.unwrap());
+        assert!(p
+            .verify(Some(h.clone()), "correct horse".into())
+            .await
+            .unwrap());
         assert!(!p.verify(Some(h), "wrong horse".into()).await.unwrap());
     }
 
@@ -135,6 +150,9 @@ mod tests {
             .verify(None, "dummy password for unknown accounts".into())
             .await
             .unwrap());
-        assert!(!p.verify(Some("not a phc string".into()), "x".into()).await.unwrap());
+        assert!(!p
+            .verify(Some("not a phc string".into()), "x".into())
+            .await
+            .unwrap());
     }
 }

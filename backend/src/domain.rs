@@ -322,14 +322,33 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_for_one_account_key() {
-        for raw in ["Alice@Example.com", "  alice@example.com ", "ALICE@EXAMPLE.COM", "ａｌｉｃｅ@example.com"] {
-            assert_eq!(Email::parse(raw).unwrap().as_str(), "alice@example.com", "{raw}");
+        for raw in [
+            "Alice@Example.com",
+            "  alice@example.com ",
+            "ALICE@EXAMPLE.COM",
+            "ａｌｉｃｅ@example.com",
+        ] {
+            assert_eq!(
+                Email::parse(raw).unwrap().as_str(),
+                "alice@example.com",
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn malformed_emails_are_rejected() {
-        for raw in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@example.com", "alice@.example.com", "alice@example..com"] {
+        for raw in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@example.com",
+            "alice@.example.com",
+            "alice@example..com",
+        ] {
             assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
         }
     }
@@ -355,9 +374,24 @@ mod tests {
         let t = OffsetDateTime::UNIX_EPOCH;
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let flat = vec![
-            Category { id: c, parent_id: Some(b), name: "c".into(), created_at: t },
-            Category { id: a, parent_id: None, name: "a".into(), created_at: t },
-            Category { id: b, parent_id: Some(a), name: "b".into(), created_at: t },
+            Category {
+                id: c,
+                parent_id: Some(b),
+                name: "c".into(),
+                created_at: t,
+            },
+            Category {
+                id: a,
+                parent_id: None,
+                name: "a".into(),
+                created_at: t,
+            },
+            Category {
+                id: b,
+                parent_id: Some(a),
+                name: "b".into(),
+                created_at: t,
+            },
         ];
         let tree = category_tree(flat);
         assert_eq!(tree.len(), 1);

@@ -232,23 +232,68 @@ mod tests {
     #[tokio::test]
     async fn every_variant_has_its_status_code_and_a_json_body() {
         let cases: Vec<(ApiError, StatusCode, &str)> = vec![
-            (ApiError::MalformedJson("m".into()), StatusCode::BAD_REQUEST, "malformed_json"),
-            (ApiError::BadRequest("b".into()), StatusCode::BAD_REQUEST, "bad_request"),
-            (ApiError::field("title", "must not be empty"), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            (ApiError::Unauthenticated, StatusCode::UNAUTHORIZED, "unauthenticated"),
-            (ApiError::InvalidCredentials, StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            (
+                ApiError::MalformedJson("m".into()),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                ApiError::BadRequest("b".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                ApiError::field("title", "must not be empty"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
+            (
+                ApiError::Unauthenticated,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+            ),
+            (
+                ApiError::InvalidCredentials,
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+            ),
             (ApiError::NotFound, StatusCode::NOT_FOUND, "not_found"),
-            (ApiError::Conflict { code: "email_taken", message: "m" }, StatusCode::CONFLICT, "email_taken"),
-            (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            (ApiError::UnsupportedMediaType, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            (ApiError::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            (ApiError::Internal(anyhow::anyhow!("secret db detail")), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (
+                ApiError::Conflict {
+                    code: "email_taken",
+                    message: "m",
+                },
+                StatusCode::CONFLICT,
+                "email_taken",
+            ),
+            (
+                ApiError::PayloadTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                ApiError::UnsupportedMediaType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                ApiError::Internal(anyhow::anyhow!("secret db detail")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
         ];
         for (err, status, code) in cases {
             let resp = err.into_response();
             assert_eq!(resp.status(), status, "{code}");
             assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"]["code"], code);
             assert!(!String::from_utf8_lossy(&body).contains("secret db detail"));

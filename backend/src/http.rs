@@ -8,7 +8,9 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -59,13 +61,29 @@ impl MakeRequestId for UuidRequestId {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "todo-backend", description = "The todo service behind edge-proxy. Every route except registration requires the proxy's identity assertion."),
-    paths(
-        users::register, users::me, users::verify_credentials,
-        todos::list, todos::create, todos::get_one, todos::patch, todos::delete,
-        categories::list, categories::create, categories::patch, categories::delete,
+    info(
+        title = "todo-backend",
+        description = "The todo service behind edge-proxy. Every route except registration requires the proxy's identity assertion."
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::FieldError))
+    paths(
+        users::register,
+        users::me,
+        users::verify_credentials,
+        todos::list,
+        todos::create,
+        todos::get_one,
+        todos::patch,
+        todos::delete,
+        categories::list,
+        categories::create,
+        categories::patch,
+        categories::delete,
+    ),
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::error::ErrorDetail,
+        crate::error::FieldError
+    ))
 )]
 pub struct ApiDoc;
 
@@ -82,13 +100,21 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
     let routes = Router::new()
         .route("/auth/register", post(users::register))
         .route("/me", get(users::me))
-        .route("/internal/credentials/verify", post(users::verify_credentials))
+        .route(
+            "/internal/credentials/verify",
+            post(users::verify_credentials),
+        )
         .route("/todos", get(todos::list).post(todos::create))
         .route(
             "/todos/{id}",
-            get(todos::get_one).patch(todos::patch).delete(todos::delete),
+            get(todos::get_one)
+                .patch(todos::patch)
+                .delete(todos::delete),
         )
-        .route("/categories", get(categories::list).post(categories::create))
+        .route(
+            "/categories",
+            get(categories::list).post(categories::create),
+        )
         .route(
             "/categories/{id}",
             axum::routing::patch(categories::patch).delete(categories::delete),

@@ -120,13 +120,9 @@ impl FromRequestParts<AppState> for Identity {
             return Err(ApiError::Unauthenticated);
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        state.verifier.verify(
-            token,
-            user_id,
-            parts.method.as_str(),
-            parts.uri.path(),
-            now,
-        )
+        state
+            .verifier
+            .verify(token, user_id, parts.method.as_str(), parts.uri.path(), now)
     }
 }
 
@@ -193,18 +189,37 @@ mod tests {
         let c = at_now(fixture());
         let v = verifier();
         let good = sign(&c, ASSERTION_TYP, SECRET);
-        assert!(v.verify(&good, &c.sub, &c.htm, &c.htu, NOW + 70).is_err(), "expired");
-        let forged = sign(&c, ASSERTION_TYP, b"another-secret-another-secret-another-secret");
-        assert!(v.verify(&forged, &c.sub, &c.htm, &c.htu, NOW).is_err(), "wrong key");
+        assert!(
+            v.verify(&good, &c.sub, &c.htm, &c.htu, NOW + 70).is_err(),
+            "expired"
+        );
+        let forged = sign(
+            &c,
+            ASSERTION_TYP,
+            b"another-secret-another-secret-another-secret",
+        );
+        assert!(
+            v.verify(&forged, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "wrong key"
+        );
         let access = sign(&c, "at+jwt", SECRET);
-        assert!(v.verify(&access, &c.sub, &c.htm, &c.htu, NOW).is_err(), "wrong typ");
+        assert!(
+            v.verify(&access, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "wrong typ"
+        );
         let mut long = c.clone();
         long.exp = NOW + 3600;
         let long = sign(&long, ASSERTION_TYP, SECRET);
-        assert!(v.verify(&long, &c.sub, &c.htm, &c.htu, NOW).is_err(), "lifetime over 60 s");
+        assert!(
+            v.verify(&long, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "lifetime over 60 s"
+        );
         let mut wrong_aud = c.clone();
         wrong_aud.aud = "billing".into();
         let wrong_aud = sign(&wrong_aud, ASSERTION_TYP, SECRET);
-        assert!(v.verify(&wrong_aud, &c.sub, &c.htm, &c.htu, NOW).is_err(), "audience");
+        assert!(
+            v.verify(&wrong_aud, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "audience"
+        );
     }
 }

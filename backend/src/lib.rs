@@ -51,7 +51,10 @@ pub fn app(state: AppState, request_timeout: Duration, max_body_bytes: usize) ->
 /// The admin router: health and metrics, on a loopback listener of its own.
 pub fn admin_app(state: AppState) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .with_state(state)
@@ -140,7 +143,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -151,7 +157,11 @@ impl Application {
         };
         let api = axum::serve(
             self.listener,
-            app(self.state.clone(), self.request_timeout, self.max_body_bytes),
+            app(
+                self.state.clone(),
+                self.request_timeout,
+                self.max_body_bytes,
+            ),
         )
         .with_graceful_shutdown(wait(rx.clone()));
         let admin = axum::serve(self.admin_listener, admin_app(self.state))

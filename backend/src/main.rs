@@ -7,10 +7,18 @@ use clap::Parser;
 use todo_backend::{Application, Config};
 
 #[derive(Parser)]
-#[command(name = "todo-backend", version, about = "The todo service behind edge-proxy")]
+#[command(
+    name = "todo-backend",
+    version,
+    about = "The todo service behind edge-proxy"
+)]
 struct Cli {
     /// Config file (TOML); env overrides use TODO_BACKEND__SECTION__KEY.
-    #[arg(long, env = "TODO_BACKEND_CONFIG", default_value = "config/dev/backend.toml")]
+    #[arg(
+        long,
+        env = "TODO_BACKEND_CONFIG",
+        default_value = "config/dev/backend.toml"
+    )]
     config: PathBuf,
     /// Validate the configuration and exit (0 valid, 1 invalid).
     #[arg(long)]
@@ -30,7 +38,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check_config {
-        println!("todo-backend: configuration {} is valid", cli.config.display());
+        println!(
+            "todo-backend: configuration {} is valid",
+            cli.config.display()
+        );
         return std::process::ExitCode::SUCCESS;
     }
     if cli.no_migrate {
@@ -49,7 +60,9 @@ fn main() -> std::process::ExitCode {
 #[tokio::main]
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting todo-backend");
-    let app = Application::build(config).await.context("starting todo-backend")?;
+    let app = Application::build(config)
+        .await
+        .context("starting todo-backend")?;
     tracing::info!(api = %app.local_addr(), admin = %app.admin_addr(), "todo-backend listening");
     app.run(shutdown_signal()).await
 }

@@ -34,21 +34,34 @@ impl Metrics {
     pub fn new() -> Result<Arc<Self>, prometheus::Error> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("todo_backend_http_requests_total", "HTTP requests by route template, method and status"),
+            Opts::new(
+                "todo_backend_http_requests_total",
+                "HTTP requests by route template, method and status",
+            ),
             &["route", "method", "status"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("todo_backend_http_request_duration_seconds", "HTTP request duration by route template")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "todo_backend_http_request_duration_seconds",
+                "HTTP request duration by route template",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         )?;
         let pool_connections = IntGaugeVec::new(
-            Opts::new("todo_backend_db_pool_connections", "Database pool connections by state"),
+            Opts::new(
+                "todo_backend_db_pool_connections",
+                "Database pool connections by state",
+            ),
             &["state"],
         )?;
-        let users_registered = IntCounter::new("todo_backend_users_registered_total", "Users registered")?;
+        let users_registered =
+            IntCounter::new("todo_backend_users_registered_total", "Users registered")?;
         let todos_created = IntCounter::new("todo_backend_todos_created_total", "Todos created")?;
-        let todos_completed = IntCounter::new("todo_backend_todos_completed_total", "Todos marked completed")?;
+        let todos_completed = IntCounter::new(
+            "todo_backend_todos_completed_total",
+            "Todos marked completed",
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;

@@ -56,13 +56,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_user(&self, email: &Email, password_hash: &str) -> Result<User, StoreError>;
     async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
-    async fn user_credentials(&self, email: &Email)
-        -> Result<Option<UserCredentials>, StoreError>;
+    async fn user_credentials(&self, email: &Email) -> Result<Option<UserCredentials>, StoreError>;
 
     async fn create_todo(&self, owner: Uuid, todo: &NewTodo) -> Result<Todo, StoreError>;
     async fn todo(&self, owner: Uuid, id: Uuid) -> Result<Option<Todo>, StoreError>;
-    async fn list_todos(&self, owner: Uuid, filter: &TodoFilter)
-        -> Result<Page<Todo>, StoreError>;
+    async fn list_todos(&self, owner: Uuid, filter: &TodoFilter) -> Result<Page<Todo>, StoreError>;
     async fn update_todo(
         &self,
         owner: Uuid,
@@ -97,9 +95,7 @@ pub async fn connect(
     migrate: bool,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     Ok(match url {
-        DatabaseUrl::Postgres(u) => {
-            std::sync::Arc::new(PgStore::connect(u, pool, migrate).await?)
-        }
+        DatabaseUrl::Postgres(u) => std::sync::Arc::new(PgStore::connect(u, pool, migrate).await?),
         DatabaseUrl::Sqlite(path) => {
             std::sync::Arc::new(SqliteStore::connect(path, pool, migrate).await?)
         }

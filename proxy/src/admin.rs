@@ -43,7 +43,10 @@ impl AdminState {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/admin/users/{user_id}/revoke-all", post(revoke_all))
@@ -84,7 +87,10 @@ async fn ready(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.
@@ -127,12 +133,23 @@ fn store_down(error: &crate::session::StoreError) -> Response {
     r
 }
 
-async fn revoke_all(State(s): State<AdminState>, Path(user_id): Path<String>, headers: HeaderMap) -> Response {
+async fn revoke_all(
+    State(s): State<AdminState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !authorised(&s, &headers) {
-        tracing::warn!(action = "revoke-all", "admin request refused: bad admin token");
+        tracing::warn!(
+            action = "revoke-all",
+            "admin request refused: bad admin token"
+        );
         return unauthorised();
     }
-    match s.sessions.revoke_all(&user_id, unix_now(), s.max_token_lifetime).await {
+    match s
+        .sessions
+        .revoke_all(&user_id, unix_now(), s.max_token_lifetime)
+        .await
+    {
         Ok(()) => {
             tracing::info!(action = "revoke-all", user = %user_id, "admin: all sessions of the user revoked");
             StatusCode::NO_CONTENT.into_response()
@@ -141,9 +158,16 @@ async fn revoke_all(State(s): State<AdminState>, Path(user_id): Path<String>, he
     }
 }
 
-async fn revoke_token(State(s): State<AdminState>, Path(jti): Path<String>, headers: HeaderMap) -> Response {
+async fn revoke_token(
+    State(s): State<AdminState>,
+    Path(jti): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !authorised(&s, &headers) {
-        tracing::warn!(action = "revoke-token", "admin request refused: bad admin token");
+        tracing::warn!(
+            action = "revoke-token",
+            "admin request refused: bad admin token"
+        );
         return unauthorised();
     }
     match s.sessions.revoke_jti(&jti).await {
@@ -196,7 +220,10 @@ impl BackgroundService for AdminService {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(%error, "admin listener failed");
         }
     }

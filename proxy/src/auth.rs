@@ -158,7 +158,9 @@ impl TokenService {
             return Err(AuthError::Malformed);
         };
         let b64url = |s: &str| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !(b64url(head) && b64url(payload) && b64url(sig)) {
             return Err(AuthError::Malformed);
@@ -274,7 +276,10 @@ mod tests {
     fn forge(header: &str, payload: &str, key: &[u8]) -> String {
         use hmac_sha256::sign;
         let signing_input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-        format!("{signing_input}.{}", b64(&sign(key, signing_input.as_bytes())))
+        format!(
+            "{signing_input}.{}",
+            b64(&sign(key, signing_input.as_bytes()))
+        )
     }
 
     mod hmac_sha256 {
@@ -308,7 +313,9 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_and_round_trips_its_claims() {
         let s = service();
-        let m = s.mint("u1", "a@example.com", &["user".into()], NOW).unwrap();
+        let m = s
+            .mint("u1", "a@example.com", &["user".into()], NOW)
+            .unwrap();
         let c = s.verify(&m.token, NOW + 10).unwrap();
         assert_eq!(c, m.claims);
         assert_eq!(c.jti.len(), 22, "128-bit jti, base64url");
@@ -329,24 +336,137 @@ mod tests {
     fn crafted_tokens_are_refused() {
         let s = service();
         let cases: Vec<(&str, String)> = vec![
-            ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","typ":"at+jwt"}"#), b64(claims("").as_bytes()))),
-            ("alg None signed", forge(r#"{"alg":"None","typ":"at+jwt"}"#, &claims(""), KEY)),
-            ("wrong typ", forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(""), KEY)),
-            ("crit", forge(r#"{"alg":"HS256","typ":"at+jwt","crit":["exp"]}"#, &claims(""), KEY)),
-            ("jku", forge(r#"{"alg":"HS256","typ":"at+jwt","jku":"http://127.0.0.1:1/jwks"}"#, &claims(""), KEY)),
-            ("embedded jwk", forge(r#"{"alg":"HS256","typ":"at+jwt","jwk":{"kty":"oct","k":"AA"}}"#, &claims(""), KEY)),
-            ("kid path", forge(r#"{"alg":"HS256","typ":"at+jwt","kid":"../../etc/passwd"}"#, &claims(""), KEY)),
-            ("duplicate header member", forge(r#"{"alg":"HS256","typ":"at+jwt","alg":"none"}"#, &claims(""), KEY)),
-            ("duplicate claim", forge(GOOD_HEADER, &claims(r#","sub":"admin""#), KEY)),
-            ("string exp", forge(GOOD_HEADER, &claims("").replace(&format!("\"exp\":{}", NOW + 900), &format!("\"exp\":\"{}\"", NOW + 900)), KEY)),
-            ("wrong key", forge(GOOD_HEADER, &claims(""), b"another-key-another-key-another-key-!!")),
-            ("wrong audience", forge(GOOD_HEADER, &claims("").replace("\"aud\":\"edge-proxy\"", "\"aud\":\"other\""), KEY)),
-            ("wrong issuer", forge(GOOD_HEADER, &claims("").replace("\"iss\":\"edge-proxy\"", "\"iss\":\"evil\""), KEY)),
-            ("future nbf", forge(GOOD_HEADER, &claims("").replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 600)), KEY)),
-            ("lifetime too long", forge(GOOD_HEADER, &claims("").replace(&format!("\"exp\":{}", NOW + 900), &format!("\"exp\":{}", NOW + 90_000)), KEY)),
-            ("missing aud", forge(GOOD_HEADER, &claims("").replace("\"aud\":\"edge-proxy\",", ""), KEY)),
-            ("padded segment", format!("{}=", forge(GOOD_HEADER, &claims(""), KEY))),
-            ("two segments", b64(GOOD_HEADER.as_bytes()) + "." + &b64(claims("").as_bytes())),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(br#"{"alg":"none","typ":"at+jwt"}"#),
+                    b64(claims("").as_bytes())
+                ),
+            ),
+            (
+                "alg None signed",
+                forge(r#"{"alg":"None","typ":"at+jwt"}"#, &claims(""), KEY),
+            ),
+            (
+                "wrong typ",
+                forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(""), KEY),
+            ),
+            (
+                "crit",
+                forge(
+                    r#"{"alg":"HS256","typ":"at+jwt","crit":["exp"]}"#,
+                    &claims(""),
+                    KEY,
+                ),
+            ),
+            (
+                "jku",
+                forge(
+                    r#"{"alg":"HS256","typ":"at+jwt","jku":"http://127.0.0.1:1/jwks"}"#,
+                    &claims(""),
+                    KEY,
+                ),
+            ),
+            (
+                "embedded jwk",
+                forge(
+                    r#"{"alg":"HS256","typ":"at+jwt","jwk":{"kty":"oct","k":"AA"}}"#,
+                    &claims(""),
+                    KEY,
+                ),
+            ),
+            (
+                "kid path",
+                forge(
+                    r#"{"alg":"HS256","typ":"at+jwt","kid":"../../etc/passwd"}"#,
+                    &claims(""),
+                    KEY,
+                ),
+            ),
+            (
+                "duplicate header member",
+                forge(
+                    r#"{"alg":"HS256","typ":"at+jwt","alg":"none"}"#,
+                    &claims(""),
+                    KEY,
+                ),
+            ),
+            (
+                "duplicate claim",
+                forge(GOOD_HEADER, &claims(r#","sub":"admin""#), KEY),
+            ),
+            (
+                "string exp",
+                forge(
+                    GOOD_HEADER,
+                    &claims("").replace(
+                        &format!("\"exp\":{}", NOW + 900),
+                        &format!("\"exp\":\"{}\"", NOW + 900),
+                    ),
+                    KEY,
+                ),
+            ),
+            (
+                "wrong key",
+                forge(
+                    GOOD_HEADER,
+                    &claims(""),
+                    b"another-key-another-key-another-key-!!",
+                ),
+            ),
+            (
+                "wrong audience",
+                forge(
+                    GOOD_HEADER,
+                    &claims("").replace("\"aud\":\"edge-proxy\"", "\"aud\":\"other\""),
+                    KEY,
+                ),
+            ),
+            (
+                "wrong issuer",
+                forge(
+                    GOOD_HEADER,
+                    &claims("").replace("\"iss\":\"edge-proxy\"", "\"iss\":\"evil\""),
+                    KEY,
+                ),
+            ),
+            (
+                "future nbf",
+                forge(
+                    GOOD_HEADER,
+                    &claims("")
+                        .replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 600)),
+                    KEY,
+                ),
+            ),
+            (
+                "lifetime too long",
+                forge(
+                    GOOD_HEADER,
+                    &claims("").replace(
+                        &format!("\"exp\":{}", NOW + 900),
+                        &format!("\"exp\":{}", NOW + 90_000),
+                    ),
+                    KEY,
+                ),
+            ),
+            (
+                "missing aud",
+                forge(
+                    GOOD_HEADER,
+                    &claims("").replace("\"aud\":\"edge-proxy\",", ""),
+                    KEY,
+                ),
+            ),
+            (
+                "padded segment",
+                format!("{}=", forge(GOOD_HEADER, &claims(""), KEY)),
+            ),
+            (
+                "two segments",
+                b64(GOOD_HEADER.as_bytes()) + "." + &b64(claims("").as_bytes()),
+            ),
             ("oversized", "a".repeat(MAX_TOKEN_BYTES + 1)),
         ];
         for (name, token) in cases {
@@ -360,9 +480,22 @@ mod tests {
         assert_eq!(presented(&[b"Bearer abc"], None), Presented::Bearer("abc"));
         assert_eq!(presented(&[b"bearer abc"], None), Presented::Bearer("abc"));
         assert_eq!(presented(&[b"Bearer "], None), Presented::None);
-        assert_eq!(presented(&[b"Basic dXNlcjpw"], None), Presented::OtherScheme);
-        assert_eq!(presented(&[b"Bearer a", b"Bearer b"], None), Presented::Ambiguous);
-        assert_eq!(presented(&[b"Bearer a"], Some("x=1&access_token=b")), Presented::Ambiguous);
-        assert_eq!(presented(&[], Some("access_token=b")), Presented::None, "query tokens are ignored");
+        assert_eq!(
+            presented(&[b"Basic dXNlcjpw"], None),
+            Presented::OtherScheme
+        );
+        assert_eq!(
+            presented(&[b"Bearer a", b"Bearer b"], None),
+            Presented::Ambiguous
+        );
+        assert_eq!(
+            presented(&[b"Bearer a"], Some("x=1&access_token=b")),
+            Presented::Ambiguous
+        );
+        assert_eq!(
+            presented(&[], Some("access_token=b")),
+            Presented::None,
+            "query tokens are ignored"
+        );
     }
 }

@@ -150,7 +150,8 @@ impl Config {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Self, ConfigError> {
-        let raw = settings::parse_str::<RawConfig>(text, env, ENV_PREFIX).map_err(ConfigError::single)?;
+        let raw =
+            settings::parse_str::<RawConfig>(text, env, ENV_PREFIX).map_err(ConfigError::single)?;
         Self::from_raw(raw, base_dir)
     }
 
@@ -198,7 +199,9 @@ impl Config {
                 )
                 .map(|url| StoreBackend::Redis { url }),
             other => {
-                p.push(format!("store.backend: `{other}` is not one of memory, redis"));
+                p.push(format!(
+                    "store.backend: `{other}` is not one of memory, redis"
+                ));
                 None
             }
         };
@@ -309,35 +312,55 @@ impl Config {
         let mut prefixes = std::collections::HashSet::new();
         for (i, r) in raw.routes.iter().enumerate() {
             let key = format!("routes[{i}] ({})", r.name);
-            if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                p.push(format!("{key}.name: use letters, digits, `-` and `_` (it is a metric label)"));
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                p.push(format!(
+                    "{key}.name: use letters, digits, `-` and `_` (it is a metric label)"
+                ));
             }
             if !names.insert(r.name.clone()) {
                 p.push(format!("{key}.name: duplicate route name"));
             }
             if !valid_prefix(&r.prefix) {
-                p.push(format!("{key}.prefix: `{}` must start with / and not end with / (except `/` itself)", r.prefix));
+                p.push(format!(
+                    "{key}.prefix: `{}` must start with / and not end with / (except `/` itself)",
+                    r.prefix
+                ));
             }
             if !prefixes.insert(r.prefix.clone()) {
                 p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
             }
             if !raw.upstreams.contains_key(&r.upstream) {
-                p.push(format!("{key}.upstream: no upstream named `{}`", r.upstream));
+                p.push(format!(
+                    "{key}.upstream: no upstream named `{}`",
+                    r.upstream
+                ));
             }
             let auth = match r.auth.as_str() {
                 "required" => Some(AuthMode::Required),
                 "optional" => Some(AuthMode::Optional),
                 "none" => Some(AuthMode::None),
                 other => {
-                    p.push(format!("{key}.auth: `{other}` is not one of required, optional, none"));
+                    p.push(format!(
+                        "{key}.auth: `{other}` is not one of required, optional, none"
+                    ));
                     None
                 }
             };
             let methods: Vec<Method> = match &r.methods {
-                None => DEFAULT_METHODS.iter().map(|m| parse_method(m).unwrap_or(Method::GET)).collect(),
+                None => DEFAULT_METHODS
+                    .iter()
+                    .map(|m| parse_method(m).unwrap_or(Method::GET))
+                    .collect(),
                 Some(list) => list
                     .iter()
-                    .filter_map(|m| p.take(parse_method(m).map_err(|e| format!("{key}.methods: {e}"))))
+                    .filter_map(|m| {
+                        p.take(parse_method(m).map_err(|e| format!("{key}.methods: {e}")))
+                    })
                     .collect(),
             };
             if r.max_body_bytes == Some(0) {
@@ -365,8 +388,23 @@ impl Config {
         };
 
         p.into_result()?;
-        let (Some(listen), Some(admin_listen), Some(admin_token), Some(backend), Some(jwt_key), Some(identity_secret), Some(log_format)) =
-            (listen, admin_listen, admin_token, store_backend, jwt_key, identity_secret, log_format)
+        let (
+            Some(listen),
+            Some(admin_listen),
+            Some(admin_token),
+            Some(backend),
+            Some(jwt_key),
+            Some(identity_secret),
+            Some(log_format),
+        ) = (
+            listen,
+            admin_listen,
+            admin_token,
+            store_backend,
+            jwt_key,
+            identity_secret,
+            log_format,
+        )
         else {
             return Err(ConfigError::single("invalid configuration"));
         };
@@ -433,7 +471,9 @@ fn parse_method(m: &str) -> Result<Method, String> {
         "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
             Method::from_bytes(upper.as_bytes()).map_err(|_| format!("`{m}` is not a method"))
         }
-        _ => Err(format!("`{m}` is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")),
+        _ => Err(format!(
+            "`{m}` is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        )),
     }
 }
 
@@ -449,7 +489,9 @@ fn valid_prefix(prefix: &str) -> bool {
         || (prefix.starts_with('/')
             && !prefix.ends_with('/')
             && !prefix.contains("//")
-            && prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
 }
 
 #[cfg(test)]
@@ -472,9 +514,18 @@ mod tests {
             p.display().to_string()
         };
         let mut env = HashMap::from([
-            (format!("{ENV_PREFIX}__JWT__KEY_FILE"), write("jwt", "bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\n")),
-            (format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"), write("identity", "HXw4qurOD7vywUEzJxPZmIyFjNHK0yHkmgOg/+cgdkc=\n")),
-            (format!("{ENV_PREFIX}__ADMIN__TOKEN_FILE"), write("admin", "an-admin-token-for-config-tests-0123456789\n")),
+            (
+                format!("{ENV_PREFIX}__JWT__KEY_FILE"),
+                write("jwt", "bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\n"),
+            ),
+            (
+                format!("{ENV_PREFIX}__IDENTITY__SECRET_FILE"),
+                write("identity", "HXw4qurOD7vywUEzJxPZmIyFjNHK0yHkmgOg/+cgdkc=\n"),
+            ),
+            (
+                format!("{ENV_PREFIX}__ADMIN__TOKEN_FILE"),
+                write("admin", "an-admin-token-for-config-tests-0123456789\n"),
+            ),
         ]);
         if redis {
             env.insert(
@@ -508,7 +559,10 @@ mod tests {
         assert!(matches!(c.store.backend, StoreBackend::Redis { .. }));
         assert_eq!(c.log_format, LogFormat::Json);
         let debug = format!("{c:?}");
-        assert!(!debug.contains("edge@127.0.0.1"), "redis url leaked: {debug}");
+        assert!(
+            !debug.contains("edge@127.0.0.1"),
+            "redis url leaked: {debug}"
+        );
         assert!(!debug.contains("an-admin-token"), "admin token leaked");
     }
 
@@ -530,18 +584,36 @@ mod tests {
             auth = "sometimes"
             methods = ["TRACE"]
         "#;
-        let err = Config::from_toml(text, &HashMap::new(), Path::new(".")).unwrap_err().to_string();
-        for key in ["listen", "admin.token", "store.backend", "jwt.algorithm", "jwt.key", "identity.secret",
-            "sessions.upstream", ".name", ".prefix", ".upstream", ".auth", ".methods"] {
+        let err = Config::from_toml(text, &HashMap::new(), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "listen",
+            "admin.token",
+            "store.backend",
+            "jwt.algorithm",
+            "jwt.key",
+            "identity.secret",
+            "sessions.upstream",
+            ".name",
+            ".prefix",
+            ".upstream",
+            ".auth",
+            ".methods",
+        ] {
             assert!(err.contains(key), "{key} missing from:\n{err}");
         }
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::from_toml("listne = \"127.0.0.1:1\"\n[jwt]\n[identity]\n", &HashMap::new(), Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml(
+            "listne = \"127.0.0.1:1\"\n[jwt]\n[identity]\n",
+            &HashMap::new(),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("listne"), "{err}");
     }
 }

@@ -122,17 +122,66 @@ mod tests {
 
     #[test]
     fn every_variant_maps_to_its_status_code_and_headers() {
-        let table: Vec<(ProxyError, u16, &str, Option<(&str, &str)>)> = vec![
+        type Row = (
+            ProxyError,
+            u16,
+            &'static str,
+            Option<(&'static str, &'static str)>,
+        );
+        let table: Vec<Row> = vec![
             (ProxyError::NotFound, 404, "not_found", None),
-            (ProxyError::MethodNotAllowed { allow: "GET, POST".into() }, 405, "method_not_allowed", Some(("allow", "GET, POST"))),
+            (
+                ProxyError::MethodNotAllowed {
+                    allow: "GET, POST".into(),
+                },
+                405,
+                "method_not_allowed",
+                Some(("allow", "GET, POST")),
+            ),
             (ProxyError::InvalidPath, 400, "invalid_path", None),
             (ProxyError::InvalidRequest, 400, "invalid_request", None),
-            (ProxyError::AmbiguousCredentials, 400, "invalid_request", Some(("www-authenticate", "Bearer realm=\"r\", error=\"invalid_request\""))),
-            (ProxyError::PayloadTooLarge { max_bytes: 4096 }, 413, "payload_too_large", None),
-            (ProxyError::MissingToken, 401, "missing_token", Some(("www-authenticate", "Bearer realm=\"r\""))),
-            (ProxyError::InvalidToken, 401, "invalid_token", Some(("www-authenticate", "Bearer realm=\"r\", error=\"invalid_token\""))),
-            (ProxyError::InvalidCredentials, 401, "invalid_credentials", None),
-            (ProxyError::Unavailable, 503, "unavailable", Some(("retry-after", "5"))),
+            (
+                ProxyError::AmbiguousCredentials,
+                400,
+                "invalid_request",
+                Some((
+                    "www-authenticate",
+                    "Bearer realm=\"r\", error=\"invalid_request\"",
+                )),
+            ),
+            (
+                ProxyError::PayloadTooLarge { max_bytes: 4096 },
+                413,
+                "payload_too_large",
+                None,
+            ),
+            (
+                ProxyError::MissingToken,
+                401,
+                "missing_token",
+                Some(("www-authenticate", "Bearer realm=\"r\"")),
+            ),
+            (
+                ProxyError::InvalidToken,
+                401,
+                "invalid_token",
+                Some((
+                    "www-authenticate",
+                    "Bearer realm=\"r\", error=\"invalid_token\"",
+                )),
+            ),
+            (
+                ProxyError::InvalidCredentials,
+                401,
+                "invalid_credentials",
+                None,
+            ),
+            (
+                ProxyError::Unavailable,
+                503,
+                "unavailable",
+                Some(("retry-after", "5")),
+            ),
             (ProxyError::BadGateway, 502, "bad_gateway", None),
             (ProxyError::GatewayTimeout, 504, "gateway_timeout", None),
             (ProxyError::Internal, 500, "internal", None),
@@ -143,7 +192,11 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(body["error"], code, "{err:?}");
             if let Some((name, value)) = header {
-                assert!(r.headers.iter().any(|(n, v)| *n == name && v == value), "{err:?}: {:?}", r.headers);
+                assert!(
+                    r.headers.iter().any(|(n, v)| *n == name && v == value),
+                    "{err:?}: {:?}",
+                    r.headers
+                );
             }
         }
     }

@@ -59,7 +59,11 @@ enum Admit {
 
 impl Gateway {
     /// The request filter's work, in order (see the phase table in `lib.rs`).
-    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Admit, ProxyError> {
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Admit, ProxyError> {
         self.resolve_client(session, ctx);
         strip_inbound(session.req_header_mut())?;
 
@@ -78,11 +82,17 @@ impl Gateway {
         }
         if path == self.paths.logout_path {
             ctx.handler = Handler::Logout;
-            return self.logout(session, ctx, false).await.map(|()| Admit::Answered);
+            return self
+                .logout(session, ctx, false)
+                .await
+                .map(|()| Admit::Answered);
         }
         if path == self.paths.logout_all_path {
             ctx.handler = Handler::LogoutAll;
-            return self.logout(session, ctx, true).await.map(|()| Admit::Answered);
+            return self
+                .logout(session, ctx, true)
+                .await
+                .map(|()| Admit::Answered);
         }
 
         let Some(route_idx) = self
@@ -118,7 +128,11 @@ impl Gateway {
 
     /// Client address from the connection; forwarded headers only from trusted proxies (R-LOGIN-8).
     fn resolve_client(&self, session: &Session, ctx: &mut RequestCtx) {
-        let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) else {
+        let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        else {
             return;
         };
         let xff: Vec<&str> = if self.trusted_proxies.is_empty() {
@@ -142,7 +156,11 @@ impl Gateway {
     }
 
     /// Verifies the bearer token and its session (R-JWT-1, R-JWT-3, R-JWT-6, R-JWT-7).
-    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Result<AccessClaims, ProxyError> {
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<AccessClaims, ProxyError> {
         let claims = self.verified_claims(session, ctx)?;
         let status = self
             .sessions
@@ -151,7 +169,10 @@ impl Gateway {
             .map_err(|e| self.store_failed(&e))?;
         if status == SessionStatus::Revoked {
             ctx.auth = "revoked";
-            self.metrics.auth_failures.with_label_values(&["revoked"]).inc();
+            self.metrics
+                .auth_failures
+                .with_label_values(&["revoked"])
+                .inc();
             return Err(ProxyError::InvalidToken);
         }
         ctx.auth = "ok";
@@ -159,7 +180,11 @@ impl Gateway {
     }
 
     /// Signature and claims only (no store lookup).
-    fn verified_claims(&self, session: &Session, ctx: &mut RequestCtx) -> Result<AccessClaims, ProxyError> {
+    fn verified_claims(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<AccessClaims, ProxyError> {
         let req = session.req_header();
         let values: Vec<&[u8]> = req
             .headers
@@ -171,25 +196,39 @@ impl Gateway {
             Presented::Bearer(t) => t,
             Presented::None => {
                 ctx.auth = "missing";
-                self.metrics.auth_failures.with_label_values(&["missing"]).inc();
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&["missing"])
+                    .inc();
                 return Err(ProxyError::MissingToken);
             }
             Presented::OtherScheme => {
                 ctx.auth = "invalid";
-                self.metrics.auth_failures.with_label_values(&["invalid"]).inc();
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&["invalid"])
+                    .inc();
                 return Err(ProxyError::InvalidToken);
             }
             Presented::Ambiguous => {
                 ctx.auth = "invalid";
-                self.metrics.auth_failures.with_label_values(&["invalid"]).inc();
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&["invalid"])
+                    .inc();
                 return Err(ProxyError::AmbiguousCredentials);
             }
         };
-        self.tokens.verify(token, unix_now()).map_err(|e: AuthError| {
-            ctx.auth = e.reason();
-            self.metrics.auth_failures.with_label_values(&[e.reason()]).inc();
-            ProxyError::InvalidToken
-        })
+        self.tokens
+            .verify(token, unix_now())
+            .map_err(|e: AuthError| {
+                ctx.auth = e.reason();
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                ProxyError::InvalidToken
+            })
     }
 
     fn store_failed(&self, error: &StoreError) -> ProxyError {
@@ -201,18 +240,25 @@ impl Gateway {
     /// `POST /auth/login`: strict body, credential check upstream, mint, record the session.
     async fn login(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         if session.req_header().method != Method::POST {
-            return Err(ProxyError::MethodNotAllowed { allow: "POST".into() });
+            return Err(ProxyError::MethodNotAllowed {
+                allow: "POST".into(),
+            });
         }
         let max = self.paths.max_body_bytes;
         ctx.body_limit = max;
         check_content_length(session.req_header(), max)?;
         let body = read_body_capped(session, ctx, max).await?;
         let Some(req) = LoginRequest::parse(&body) else {
-            self.metrics.login_attempts.with_label_values(&["bad_request"]).inc();
+            self.metrics
+                .login_attempts
+                .with_label_values(&["bad_request"])
+                .inc();
             return Err(ProxyError::InvalidRequest);
         };
         let account = normalise_account(&req.email);
-        let peer = self.pools[self.login_pool].select().ok_or(ProxyError::BadGateway)?;
+        let peer = self.pools[self.login_pool]
+            .select()
+            .ok_or(ProxyError::BadGateway)?;
         match self.credentials.verify(peer, &req, &ctx.request_id).await {
             Ok(user) => {
                 let now = unix_now();
@@ -224,10 +270,18 @@ impl Gateway {
                         ProxyError::Internal
                     })?;
                 self.sessions
-                    .insert(&minted.claims.jti, &minted.claims.sub, minted.claims.exp, now)
+                    .insert(
+                        &minted.claims.jti,
+                        &minted.claims.sub,
+                        minted.claims.exp,
+                        now,
+                    )
                     .await
                     .map_err(|e| self.store_failed(&e))?;
-                self.metrics.login_attempts.with_label_values(&["success"]).inc();
+                self.metrics
+                    .login_attempts
+                    .with_label_values(&["success"])
+                    .inc();
                 let body = serde_json::json!({
                     "access_token": minted.token,
                     "token_type": "Bearer",
@@ -236,7 +290,10 @@ impl Gateway {
                 write_json(session, ctx, StatusCode::OK, &[], body.to_string(), false).await
             }
             Err(VerifyError::Refused) => {
-                self.metrics.login_attempts.with_label_values(&["invalid"]).inc();
+                self.metrics
+                    .login_attempts
+                    .with_label_values(&["invalid"])
+                    .inc();
                 tracing::info!(account = %account_hash(&account), "login refused");
                 Err(ProxyError::InvalidCredentials)
             }
@@ -248,9 +305,16 @@ impl Gateway {
     }
 
     /// `POST /auth/logout` (this token) and `POST /auth/logout-all` (every token of the caller).
-    async fn logout(&self, session: &mut Session, ctx: &mut RequestCtx, all: bool) -> Result<(), ProxyError> {
+    async fn logout(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        all: bool,
+    ) -> Result<(), ProxyError> {
         if session.req_header().method != Method::POST {
-            return Err(ProxyError::MethodNotAllowed { allow: "POST".into() });
+            return Err(ProxyError::MethodNotAllowed {
+                allow: "POST".into(),
+            });
         }
         check_content_length(session.req_header(), 0)?;
         if all {
@@ -270,11 +334,24 @@ impl Gateway {
                 .await
                 .map_err(|e| self.store_failed(&e))?;
         }
-        write_json(session, ctx, StatusCode::NO_CONTENT, &[], String::new(), false).await
+        write_json(
+            session,
+            ctx,
+            StatusCode::NO_CONTENT,
+            &[],
+            String::new(),
+            false,
+        )
+        .await
     }
 
     /// Writes the answer for `err`; the one place proxy errors become responses.
-    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: &ProxyError) -> pingora::Result<bool> {
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: &ProxyError,
+    ) -> pingora::Result<bool> {
         if matches!(err, ProxyError::PayloadTooLarge { .. }) {
             self.metrics.body_limit_rejections.inc();
         }
@@ -335,7 +412,11 @@ fn check_content_length(req: &RequestHeader, max: u64) -> Result<(), ProxyError>
 }
 
 /// Reads a whole (small) body, refusing it as soon as it passes `max` bytes.
-async fn read_body_capped(session: &mut Session, ctx: &mut RequestCtx, max: u64) -> Result<Vec<u8>, ProxyError> {
+async fn read_body_capped(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    max: u64,
+) -> Result<Vec<u8>, ProxyError> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
@@ -405,9 +486,13 @@ async fn write_json(
             resp.insert_header(http::header::CONNECTION, "close")?;
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(resp), body.is_empty()).await?;
+        session
+            .write_response_header(Box::new(resp), body.is_empty())
+            .await?;
         if !body.is_empty() {
-            session.write_response_body(Some(Bytes::from(body)), true).await?;
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
         }
         Ok::<(), Box<Error>>(())
     };
@@ -440,13 +525,21 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
         ctx.request_id = request_id(session.req_header());
         session.set_keepalive(Some(self.keepalive_idle.as_secs()));
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         match self.admit(session, ctx).await {
             Ok(Admit::Forward) => Ok(false),
             Ok(Admit::Answered) => Ok(true),
@@ -472,7 +565,11 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         let Handler::Route(i) = ctx.handler else {
             return Err(pingora_error(502, "no route"));
         };
@@ -510,7 +607,16 @@ impl ProxyHttp for Gateway {
         let path = session.req_header().uri.path().to_owned();
         let assertion = self
             .asserter
-            .mint(&route.upstream_name, &claims.sub, &claims.email, &claims.roles, &claims.jti, &method, &path, unix_now())
+            .mint(
+                &route.upstream_name,
+                &claims.sub,
+                &claims.email,
+                &claims.roles,
+                &claims.jti,
+                &method,
+                &path,
+                unix_now(),
+            )
             .map_err(|_| pingora_error(500, "minting the identity assertion failed"))?;
         up.insert_header("x-user-id", claims.sub.as_str())?;
         up.insert_header("x-user-email", claims.email.as_str())?;
@@ -531,15 +637,24 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let err = match e.etype() {
-            ErrorType::HTTPStatus(413) => ProxyError::PayloadTooLarge { max_bytes: ctx.body_limit },
+            ErrorType::HTTPStatus(413) => ProxyError::PayloadTooLarge {
+                max_bytes: ctx.body_limit,
+            },
             ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectNoRoute
             | ErrorType::ConnectError
             | ErrorType::TLSHandshakeFailure => ProxyError::BadGateway,
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
                 ProxyError::GatewayTimeout
             }
             _ => match e.esource() {
@@ -549,7 +664,10 @@ impl ProxyHttp for Gateway {
             },
         };
         let downstream_gone = e.esource() == &ErrorSource::Downstream
-            && matches!(e.etype(), ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed);
+            && matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            );
         let code = if downstream_gone || session.response_written().is_some() {
             0
         } else {

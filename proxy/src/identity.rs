@@ -72,7 +72,10 @@ impl IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("`{s}` is not an IP or CIDR"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP or CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
@@ -92,11 +95,15 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -198,14 +205,34 @@ mod tests {
     #[test]
     fn identity_headers_are_stripped_in_any_spelling() {
         for name in [
-            "X-User-Id", "x-user-id", "X_User_Id", "x.user.id", "X-USER-EMAIL", "x-user-anything",
-            "X-Auth-Request-User", "X-Identity-Assertion", "x_identity_assertion", "X-Forwarded-For",
-            "x-forwarded-host", "Forwarded", "X-Real-IP", "True-Client-IP", "X-Original-URL",
-            "x-request-id", "some_header", "a.b",
+            "X-User-Id",
+            "x-user-id",
+            "X_User_Id",
+            "x.user.id",
+            "X-USER-EMAIL",
+            "x-user-anything",
+            "X-Auth-Request-User",
+            "X-Identity-Assertion",
+            "x_identity_assertion",
+            "X-Forwarded-For",
+            "x-forwarded-host",
+            "Forwarded",
+            "X-Real-IP",
+            "True-Client-IP",
+            "X-Original-URL",
+            "x-request-id",
+            "some_header",
+            "a.b",
         ] {
             assert!(is_stripped(name), "{name} passes");
         }
-        for name in ["content-type", "accept", "x-custom", "authorization", "x-users"] {
+        for name in [
+            "content-type",
+            "accept",
+            "x-custom",
+            "authorization",
+            "x-users",
+        ] {
             assert!(!is_stripped(name), "{name} stripped");
         }
     }
@@ -224,7 +251,10 @@ mod tests {
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         assert_eq!(client_ip(peer, &["1.2.3.4"], &trusted), peer);
         let lb: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(client_ip(lb, &["1.2.3.4, 198.51.100.7, 10.9.9.9"], &trusted).to_string(), "198.51.100.7");
+        assert_eq!(
+            client_ip(lb, &["1.2.3.4, 198.51.100.7, 10.9.9.9"], &trusted).to_string(),
+            "198.51.100.7"
+        );
         assert_eq!(client_ip(lb, &[], &trusted), lb);
         assert_eq!(client_ip(lb, &["garbage"], &trusted), lb);
     }
@@ -234,8 +264,12 @@ mod tests {
         let n = IpNet::parse("192.168.0.0/16").unwrap();
         assert!(n.contains("192.168.44.1".parse().unwrap()));
         assert!(!n.contains("192.169.0.1".parse().unwrap()));
-        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(IpNet::parse("10.0.0.0/33").is_err());
     }
 
@@ -246,6 +280,9 @@ mod tests {
         assert_eq!(c.exp - c.iat, 60);
         let round = serde_json::to_value(&c).unwrap();
         let fixture: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert_eq!(round, fixture, "the minted claim set differs from the contract");
+        assert_eq!(
+            round, fixture,
+            "the minted claim set differs from the contract"
+        );
     }
 }

@@ -75,7 +75,8 @@ pub fn session_store(cfg: &config::StoreConfig) -> anyhow::Result<Arc<dyn Sessio
     Ok(match &cfg.backend {
         StoreBackend::Memory => Arc::new(MemorySessionStore::new()),
         StoreBackend::Redis { url } => Arc::new(
-            RedisSessionStore::new(url, &cfg.key_prefix, cfg.timeout).context("configuring the Redis session store")?,
+            RedisSessionStore::new(url, &cfg.key_prefix, cfg.timeout)
+                .context("configuring the Redis session store")?,
         ),
     })
 }
@@ -87,7 +88,10 @@ pub fn build(config: Config) -> anyhow::Result<EdgeProxy> {
 }
 
 /// Like [`build`] with a session store the caller made (tests share one between proxies).
-pub fn build_with_store(config: Config, sessions: Arc<dyn SessionStore>) -> anyhow::Result<EdgeProxy> {
+pub fn build_with_store(
+    config: Config,
+    sessions: Arc<dyn SessionStore>,
+) -> anyhow::Result<EdgeProxy> {
     let mut conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -118,8 +122,11 @@ pub fn build_with_store(config: Config, sessions: Arc<dyn SessionStore>) -> anyh
         tokens: auth::TokenService::from_config(&config.jwt),
         sessions: Arc::clone(&sessions),
         asserter: identity::Asserter::from_config(&config.identity),
-        credentials: login::CredentialClient::new(&config.sessions.verify_path, config.sessions.verify_timeout)
-            .context("building the credential-check client")?,
+        credentials: login::CredentialClient::new(
+            &config.sessions.verify_path,
+            config.sessions.verify_timeout,
+        )
+        .context("building the credential-check client")?,
         login_pool,
         paths: config.sessions.clone(),
         realm: config.jwt.realm.clone(),
@@ -134,13 +141,18 @@ pub fn build_with_store(config: Config, sessions: Arc<dyn SessionStore>) -> anyh
 
     let admin_listener = std::net::TcpListener::bind(config.admin.listen)
         .with_context(|| format!("binding the admin listener on {}", config.admin.listen))?;
-    let admin_addr = admin_listener.local_addr().context("reading the admin address")?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .context("reading the admin address")?;
     let admin_state = admin::AdminState {
         sessions,
         pools,
         metrics,
         token_digest: admin::AdminState::token_digest(&config.admin.token),
-        max_token_lifetime: i64::try_from(config.jwt.lifetime.as_secs() + config.jwt.leeway.as_secs()).unwrap_or(i64::MAX),
+        max_token_lifetime: i64::try_from(
+            config.jwt.lifetime.as_secs() + config.jwt.leeway.as_secs(),
+        )
+        .unwrap_or(i64::MAX),
     };
     server.add_service(pingora::services::background::background_service(
         "admin",

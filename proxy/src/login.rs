@@ -98,7 +98,12 @@ impl CredentialClient {
             200 => resp
                 .json::<VerifiedUser>()
                 .await
-                .map_err(|e| VerifyError::Upstream(format!("bad credential check answer: {}", e.without_url())))
+                .map_err(|e| {
+                    VerifyError::Upstream(format!(
+                        "bad credential check answer: {}",
+                        e.without_url()
+                    ))
+                })
                 .and_then(|u| {
                     if u.user_id.is_empty() {
                         Err(VerifyError::Upstream("empty user_id".into()))
@@ -107,7 +112,9 @@ impl CredentialClient {
                     }
                 }),
             401 => Err(VerifyError::Refused),
-            s => Err(VerifyError::Upstream(format!("credential check answered {s}"))),
+            s => Err(VerifyError::Upstream(format!(
+                "credential check answered {s}"
+            ))),
         }
     }
 }
@@ -132,22 +139,35 @@ mod tests {
             b"not json",
             b"",
         ] {
-            assert!(LoginRequest::parse(body).is_none(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                LoginRequest::parse(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
-        let long = format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "x".repeat(1025));
+        let long = format!(
+            r#"{{"email":"a@example.com","password":"{}"}}"#,
+            "x".repeat(1025)
+        );
         assert!(LoginRequest::parse(long.as_bytes()).is_none());
     }
 
     #[test]
     fn account_keys_ignore_case_width_and_surrounding_space() {
-        for raw in ["Alice@Example.com", " alice@example.com ", "ALICE@EXAMPLE.COM", "ａｌｉｃｅ@example.com"] {
+        for raw in [
+            "Alice@Example.com",
+            " alice@example.com ",
+            "ALICE@EXAMPLE.COM",
+            "ａｌｉｃｅ@example.com",
+        ] {
             assert_eq!(normalise_account(raw), "alice@example.com");
         }
     }
 
     #[test]
     fn the_password_never_appears_in_debug_output() {
-        let r = LoginRequest::parse(br#"{"email":"a@example.com","password":"hunter2-secret"}"#).unwrap();
+        let r = LoginRequest::parse(br#"{"email":"a@example.com","password":"hunter2-secret"}"#)
+            .unwrap();
         assert!(!format!("{r:?}").contains("hunter2"));
     }
 }

@@ -11,7 +11,11 @@ use pingora::server::RunArgs;
 #[command(name = "edge-proxy", version, about = "Security edge proxy")]
 struct Cli {
     /// Config file (TOML); env overrides use EDGE_PROXY__SECTION__KEY.
-    #[arg(long, env = "EDGE_PROXY_CONFIG", default_value = "config/dev/proxy.toml")]
+    #[arg(
+        long,
+        env = "EDGE_PROXY_CONFIG",
+        default_value = "config/dev/proxy.toml"
+    )]
     config: PathBuf,
     /// Validate the configuration and exit (0 valid, 1 invalid).
     #[arg(long)]
@@ -28,7 +32,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        println!("edge-proxy: configuration {} is valid", cli.config.display());
+        println!(
+            "edge-proxy: configuration {} is valid",
+            cli.config.display()
+        );
         return ExitCode::SUCCESS;
     }
     edge_proxy::init_tracing(config.log_format, &config.log_filter);

@@ -28,7 +28,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("edge_proxy_requests_total", "Requests by route, method and status"),
+            Opts::new(
+                "edge_proxy_requests_total",
+                "Requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )?;
         let request_duration = HistogramVec::new(
@@ -40,11 +43,17 @@ impl Metrics {
             &["route"],
         )?;
         let auth_failures = IntCounterVec::new(
-            Opts::new("edge_proxy_auth_failures_total", "Refused credentials by reason"),
+            Opts::new(
+                "edge_proxy_auth_failures_total",
+                "Refused credentials by reason",
+            ),
             &["reason"],
         )?;
         let login_attempts = IntCounterVec::new(
-            Opts::new("edge_proxy_login_attempts_total", "Login attempts by result"),
+            Opts::new(
+                "edge_proxy_login_attempts_total",
+                "Login attempts by result",
+            ),
             &["result"],
         )?;
         let body_limit_rejections = IntCounter::new(

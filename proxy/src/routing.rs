@@ -60,7 +60,7 @@ impl RouteTable {
                 })
             })
             .collect();
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes }
     }
 
@@ -92,13 +92,19 @@ pub fn check_path(path: &str) -> Result<(), InvalidPath> {
         return Err(InvalidPath);
     }
     let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e", "%00"].iter().any(|enc| lower.contains(enc)) {
+    if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|enc| lower.contains(enc))
+    {
         return Err(InvalidPath);
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(InvalidPath);
     }
-    if path.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'#') {
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+    {
         return Err(InvalidPath);
     }
     Ok(())
@@ -118,7 +124,13 @@ mod tests {
             max_body_bytes: 1,
         };
         RouteTable::from_config(
-            &[r("root", "/"), r("me", "/me"), r("todos", "/todos"), r("todo-import", "/todos/import"), r("int", "/internal/x")],
+            &[
+                r("root", "/"),
+                r("me", "/me"),
+                r("todos", "/todos"),
+                r("todo-import", "/todos/import"),
+                r("int", "/internal/x"),
+            ],
             |_| Some(0),
         )
     }
@@ -146,7 +158,17 @@ mod tests {
 
     #[test]
     fn ambiguous_paths_are_refused() {
-        for p in ["/todos/../internal/x", "/./internal", "//internal/x", "/todos%2F..%2Finternal", "/a\\b", "/%2e%2e/x", "todos", "/a/..", "/a%00"] {
+        for p in [
+            "/todos/../internal/x",
+            "/./internal",
+            "//internal/x",
+            "/todos%2F..%2Finternal",
+            "/a\\b",
+            "/%2e%2e/x",
+            "todos",
+            "/a/..",
+            "/a%00",
+        ] {
             assert_eq!(check_path(p), Err(InvalidPath), "{p}");
         }
         for p in ["/", "/todos", "/todos/1", "/a.b/c..d", "/x%20y"] {

@@ -31,8 +31,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Records a freshly minted token; it expires from the store at `exp` (unix seconds).
     async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError>;
     /// Is this token still honoured? `iat` is compared with the user's revoke-all time.
-    async fn status(&self, jti: &str, sub: &str, iat: i64, now: i64)
-        -> Result<SessionStatus, StoreError>;
+    async fn status(
+        &self,
+        jti: &str,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Result<SessionStatus, StoreError>;
     /// Revokes one token (logout). Idempotent.
     async fn revoke(&self, jti: &str, sub: &str) -> Result<(), StoreError>;
     /// Revokes every token of `sub` and refuses any issued before `now` for `max_lifetime` seconds.

@@ -27,8 +27,9 @@ impl Pool {
     pub fn from_config(
         cfg: &UpstreamConfig,
     ) -> anyhow::Result<(Self, GenBackgroundService<LoadBalancer<RoundRobin>>)> {
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.peers.iter().map(String::as_str))
-            .with_context(|| format!("resolving the peers of upstream `{}`", cfg.name))?;
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(cfg.peers.iter().map(String::as_str))
+                .with_context(|| format!("resolving the peers of upstream `{}`", cfg.name))?;
         let mut hc = TcpHealthCheck::new();
         hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
         lb.set_health_check(hc);

@@ -123,7 +123,11 @@ fn describe_de_error(e: &toml::de::Error) -> String {
 
 /// Applies `PREFIX__A__B=value` as `a.b = value`. Values are read as TOML literals when they parse as
 /// one (numbers, booleans, arrays, quoted strings) and as plain strings otherwise.
-fn apply_env(doc: &mut toml::Table, env: &HashMap<String, String>, prefix: &str) -> Result<(), String> {
+fn apply_env(
+    doc: &mut toml::Table,
+    env: &HashMap<String, String>,
+    prefix: &str,
+) -> Result<(), String> {
     let marker = format!("{prefix}__");
     let mut keys: Vec<&String> = env.keys().filter(|k| k.starts_with(&marker)).collect();
     keys.sort();
@@ -147,7 +151,11 @@ fn apply_env(doc: &mut toml::Table, env: &HashMap<String, String>, prefix: &str)
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             table = match entry {
                 toml::Value::Table(t) => t,
-                _ => return Err(format!("environment variable {key}: `{seg}` is not a table")),
+                _ => {
+                    return Err(format!(
+                        "environment variable {key}: `{seg}` is not a table"
+                    ))
+                }
             };
         }
         table.insert(path[path.len() - 1].clone(), parsed);
@@ -303,7 +311,11 @@ mod tests {
     fn env_overrides_win_over_the_file_and_are_typed() {
         let doc: Doc = parse_str(
             "name = \"a\"\n[section]\ncount = 1\n",
-            &env(&[("APP__SECTION__COUNT", "7"), ("APP__SECTION__FLAG", "true"), ("OTHER__NAME", "x")]),
+            &env(&[
+                ("APP__SECTION__COUNT", "7"),
+                ("APP__SECTION__FLAG", "true"),
+                ("OTHER__NAME", "x"),
+            ]),
             "APP",
         )
         .unwrap();
@@ -316,8 +328,12 @@ mod tests {
     fn unknown_keys_are_errors_that_name_the_key() {
         let err = parse_str::<Doc>("name = \"a\"\nnmae = 1\n", &HashMap::new(), "APP").unwrap_err();
         assert!(err.contains("nmae"), "{err}");
-        let err = parse_str::<Doc>("name = \"a\"\n", &env(&[("APP__SECTION__CUONT", "1")]), "APP")
-            .unwrap_err();
+        let err = parse_str::<Doc>(
+            "name = \"a\"\n",
+            &env(&[("APP__SECTION__CUONT", "1")]),
+            "APP",
+        )
+        .unwrap_err();
         assert!(err.contains("cuont"), "{err}");
     }
 
@@ -349,12 +365,18 @@ mod tests {
     fn weak_symmetric_keys_are_refused() {
         let short = SecretString::from(base64::engine::general_purpose::STANDARD.encode([7u8; 16]));
         assert!(symmetric_key("k", &short).unwrap_err().contains("16 bytes"));
-        let repeated = SecretString::from(base64::engine::general_purpose::STANDARD.encode([b'a'; 48]));
-        assert!(symmetric_key("k", &repeated).unwrap_err().contains("not random"));
+        let repeated =
+            SecretString::from(base64::engine::general_purpose::STANDARD.encode([b'a'; 48]));
+        assert!(symmetric_key("k", &repeated)
+            .unwrap_err()
+            .contains("not random"));
         let password = SecretString::from("correct horse battery staple".to_owned());
         assert!(symmetric_key("k", &password).is_err());
-        let good: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
-        let good = SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(good));
+        let good: Vec<u8> = (0u8..32)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        let good =
+            SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(good));
         assert_eq!(symmetric_key("k", &good).unwrap().expose_secret().len(), 32);
     }
 

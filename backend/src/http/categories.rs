@@ -22,7 +22,9 @@ pub async fn list(
     State(state): State<AppState>,
     id: Identity,
 ) -> Result<Json<Vec<CategoryNode>>, ApiError> {
-    Ok(Json(category_tree(state.store.categories(id.user_id).await?)))
+    Ok(Json(category_tree(
+        state.store.categories(id.user_id).await?,
+    )))
 }
 
 #[derive(Deserialize, ToSchema)]

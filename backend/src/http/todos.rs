@@ -93,8 +93,14 @@ pub async fn list(
             }
         },
     };
-    let due_before = p.due_before.as_deref().and_then(|d| parse_date("due_before", d, &mut problems));
-    let due_after = p.due_after.as_deref().and_then(|d| parse_date("due_after", d, &mut problems));
+    let due_before = p
+        .due_before
+        .as_deref()
+        .and_then(|d| parse_date("due_before", d, &mut problems));
+    let due_after = p
+        .due_after
+        .as_deref()
+        .and_then(|d| parse_date("due_after", d, &mut problems));
     let limit = p.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         problems.push(FieldError {
@@ -147,11 +153,16 @@ pub async fn create(
     AppJson(req): AppJson<CreateTodo>,
 ) -> Result<(StatusCode, Json<Todo>), ApiError> {
     let mut problems = Vec::new();
-    let title = TodoTitle::parse(&req.title).map_err(push(&mut problems, "title")).ok();
+    let title = TodoTitle::parse(&req.title)
+        .map_err(push(&mut problems, "title"))
+        .ok();
     let description = TodoDescription::parse(req.description.as_deref().unwrap_or(""))
         .map_err(push(&mut problems, "description"))
         .ok();
-    let due_date = req.due_date.as_deref().and_then(|d| parse_date("due_date", d, &mut problems));
+    let due_date = req
+        .due_date
+        .as_deref()
+        .and_then(|d| parse_date("due_date", d, &mut problems));
     let (Some(title), Some(description), true) = (title, description, problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
@@ -184,7 +195,11 @@ pub async fn get_one(
     Path(todo_id): Path<String>,
 ) -> Result<Json<Todo>, ApiError> {
     let todo_id = parse_id(&todo_id)?;
-    let todo = state.store.todo(id.user_id, todo_id).await?.ok_or(ApiError::NotFound)?;
+    let todo = state
+        .store
+        .todo(id.user_id, todo_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(todo))
 }
 
@@ -223,10 +238,14 @@ pub async fn patch(
         ..TodoPatch::default()
     };
     if let Some(t) = req.title.as_deref() {
-        patch.title = TodoTitle::parse(t).map_err(push(&mut problems, "title")).ok();
+        patch.title = TodoTitle::parse(t)
+            .map_err(push(&mut problems, "title"))
+            .ok();
     }
     if let Some(d) = req.description.as_deref() {
-        patch.description = TodoDescription::parse(d).map_err(push(&mut problems, "description")).ok();
+        patch.description = TodoDescription::parse(d)
+            .map_err(push(&mut problems, "description"))
+            .ok();
     }
     match req.due_date {
         Some(Some(d)) => patch.due_date = parse_date("due_date", &d, &mut problems).map(Some),

@@ -40,7 +40,9 @@ impl PgStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 }

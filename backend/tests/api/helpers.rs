@@ -31,13 +31,18 @@ impl Drop for DbGuard {
             let (url, name) = (admin_url.clone(), name.clone());
             // Drop runs outside any runtime guarantee; use a private one.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sqlx::Connection as _;
                     if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut c)
-                            .await;
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut c)
+                        .await;
                     }
                 });
             })
@@ -58,24 +63,41 @@ pub async fn sqlite_store() -> (Arc<dyn Store>, DbGuard) {
 /// `DATABASE_URL` is a failure.
 pub async fn pg_store() -> Option<(Arc<dyn Store>, DbGuard)> {
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "CI is set but DATABASE_URL is not: PostgreSQL tests cannot be skipped in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but DATABASE_URL is not: PostgreSQL tests cannot be skipped in CI"
+        );
         eprintln!("skipped: DATABASE_URL is not set (PostgreSQL tests)");
         return None;
     };
     use sqlx::Connection as _;
     let name = format!("todo_test_{}", uuid::Uuid::new_v4().simple());
-    let mut c = sqlx::PgConnection::connect(&admin_url).await.expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.unwrap();
-    let guard = DbGuard::Postgres { admin_url: admin_url.clone(), name: name.clone() };
+    let mut c = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let guard = DbGuard::Postgres {
+        admin_url: admin_url.clone(),
+        name: name.clone(),
+    };
     let url = replace_db(&admin_url, &name);
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect(&url).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .connect(&url)
+        .await
+        .unwrap();
     let store = PgStore::from_pool(pool);
     store.migrate().await.expect("migrations");
     Some((Arc::new(store), guard))
 }
 
 fn replace_db(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -102,10 +124,17 @@ pub fn test_config() -> Config {
 }
 
 pub async fn spawn_with(store: Arc<dyn Store>, db: DbGuard) -> TestApp {
-    let app = Application::with_store(test_config(), store).await.expect("app builds");
+    let app = Application::with_store(test_config(), store)
+        .await
+        .expect("app builds");
     let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
     tokio::spawn(app.run(std::future::pending()));
-    TestApp { addr, admin_addr, client: reqwest::Client::new(), _db: db }
+    TestApp {
+        addr,
+        admin_addr,
+        client: reqwest::Client::new(),
+        _db: db,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -157,11 +186,20 @@ impl TestApp {
         let r = self.register(email, "correct horse battery").await;
         assert_eq!(r.status(), 201);
         let v: Value = r.json().await.unwrap();
-        User { id: v["id"].as_str().unwrap().to_owned(), email: v["email"].as_str().unwrap().to_owned() }
+        User {
+            id: v["id"].as_str().unwrap().to_owned(),
+            email: v["email"].as_str().unwrap().to_owned(),
+        }
     }
 
     /// Sends `method path` as `user` (with a valid assertion for exactly this request).
-    pub async fn call(&self, user: &User, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        user: &User,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let path_only = path.split('?').next().unwrap();
         let mut req = self
             .client
@@ -174,7 +212,14 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            },
+        )
     }
 }
 

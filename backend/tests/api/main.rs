@@ -2,6 +2,9 @@
 //! PostgreSQL tests need `DATABASE_URL`; without it they are skipped with a message, and with `CI` set
 //! they fail instead.
 
+// Test code: a panic (unwrap) is the failure report; helpers are `pub` for sibling modules.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod helpers;
 mod store_contract;
 mod todos;

@@ -10,31 +10,80 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
     let alice = app.new_user("alice@example.com").await;
     let bob = app.new_user("bob@example.com").await;
 
-    let (s, t) = app.call(&alice, "POST", "/todos", Some(json!({"title": " write tests ", "due_date": "2026-12-24"}))).await;
+    let (s, t) = app
+        .call(
+            &alice,
+            "POST",
+            "/todos",
+            Some(json!({"title": " write tests ", "due_date": "2026-12-24"})),
+        )
+        .await;
     assert_eq!(s, 201, "{t}");
-    assert_eq!((t["title"].as_str(), t["due_date"].as_str(), t["completed"].as_bool()), (Some("write tests"), Some("2026-12-24"), Some(false)));
+    assert_eq!(
+        (
+            t["title"].as_str(),
+            t["due_date"].as_str(),
+            t["completed"].as_bool()
+        ),
+        (Some("write tests"), Some("2026-12-24"), Some(false))
+    );
     let id = t["id"].as_str().unwrap().to_owned();
-    let (s, _) = app.call(&alice, "POST", "/todos", Some(json!({"title": "second", "completed": true}))).await;
+    let (s, _) = app
+        .call(
+            &alice,
+            "POST",
+            "/todos",
+            Some(json!({"title": "second", "completed": true})),
+        )
+        .await;
     assert_eq!(s, 201);
 
-    let (s, page) = app.call(&alice, "GET", "/todos?completed=false", None).await;
+    let (s, page) = app
+        .call(&alice, "GET", "/todos?completed=false", None)
+        .await;
     assert_eq!((s, page["total"].as_i64()), (200, Some(1)));
-    let (_, page) = app.call(&alice, "GET", "/todos?limit=1&offset=1&sort=title&order=desc", None).await;
-    assert_eq!((page["total"].as_i64(), page["items"][0]["title"].as_str(), page["limit"].as_u64()), (Some(2), Some("second"), Some(1)));
+    let (_, page) = app
+        .call(
+            &alice,
+            "GET",
+            "/todos?limit=1&offset=1&sort=title&order=desc",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            page["total"].as_i64(),
+            page["items"][0]["title"].as_str(),
+            page["limit"].as_u64()
+        ),
+        (Some(2), Some("second"), Some(1))
+    );
 
     // Bob sees nothing of Alice's: 404, never 403.
     let path = format!("/todos/{id}");
     let (s, b) = app.call(&bob, "GET", &path, None).await;
     assert_error(s, &b, 404, "not_found");
-    let (s, _) = app.call(&bob, "PATCH", &path, Some(json!({"completed": true}))).await;
+    let (s, _) = app
+        .call(&bob, "PATCH", &path, Some(json!({"completed": true})))
+        .await;
     assert_eq!(s, 404);
     let (s, _) = app.call(&bob, "DELETE", &path, None).await;
     assert_eq!(s, 404);
     let (_, page) = app.call(&bob, "GET", "/todos", None).await;
     assert_eq!(page["total"], 0);
 
-    let (s, t) = app.call(&alice, "PATCH", &path, Some(json!({"completed": true, "due_date": null}))).await;
-    assert_eq!((s, t["completed"].as_bool(), t["due_date"].is_null()), (200, Some(true), true));
+    let (s, t) = app
+        .call(
+            &alice,
+            "PATCH",
+            &path,
+            Some(json!({"completed": true, "due_date": null})),
+        )
+        .await;
+    assert_eq!(
+        (s, t["completed"].as_bool(), t["due_date"].is_null()),
+        (200, Some(true), true)
+    );
     let (s, _) = app.call(&alice, "DELETE", &path, None).await;
     assert_eq!(s, 204);
     let (s, _) = app.call(&alice, "GET", &path, None).await;
@@ -54,17 +103,40 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
         assert_error(s, &b, 422, "validation_failed");
         assert_eq!(b["error"]["details"][0]["field"], field, "{b}");
     }
-    let (s, b) = app.call(&u, "POST", "/todos", Some(json!({"title": "x", "category_id": uuid::Uuid::new_v4()}))).await;
+    let (s, b) = app
+        .call(
+            &u,
+            "POST",
+            "/todos",
+            Some(json!({"title": "x", "category_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
     assert_error(s, &b, 422, "validation_failed");
-    let (s, b) = app.call(&u, "POST", "/todos", Some(json!({"title": "x", "completed": 99999999999999999999u128.to_string()}))).await;
+    let (s, b) = app
+        .call(
+            &u,
+            "POST",
+            "/todos",
+            Some(json!({"title": "x", "completed": 99999999999999999999u128.to_string()})),
+        )
+        .await;
     assert_error(s, &b, 422, "validation_failed");
     let (s, b) = app.call(&u, "GET", "/todos?limit=1000", None).await;
     assert_error(s, &b, 422, "validation_failed");
-    let (s, b) = app.call(&u, "GET", "/todos?limit=99999999999999999999", None).await;
+    let (s, b) = app
+        .call(&u, "GET", "/todos?limit=99999999999999999999", None)
+        .await;
     assert_error(s, &b, 422, "validation_failed");
     let (s, b) = app.call(&u, "GET", "/todos/not-a-uuid", None).await;
     assert_error(s, &b, 404, "not_found");
-    let (s, b) = app.call(&u, "PATCH", "/todos/00000000-0000-0000-0000-000000000000", Some(json!({}))).await;
+    let (s, b) = app
+        .call(
+            &u,
+            "PATCH",
+            "/todos/00000000-0000-0000-0000-000000000000",
+            Some(json!({})),
+        )
+        .await;
     assert_error(s, &b, 422, "validation_failed");
 }
 
@@ -72,31 +144,87 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
 async fn categories_form_a_tree_with_a_clear_delete_rule() {
     let app = spawn_app().await;
     let u = app.new_user("gina@example.com").await;
-    let (s, home) = app.call(&u, "POST", "/categories", Some(json!({"name": "home"}))).await;
+    let (s, home) = app
+        .call(&u, "POST", "/categories", Some(json!({"name": "home"})))
+        .await;
     assert_eq!(s, 201);
     let home_id = home["id"].as_str().unwrap().to_owned();
-    let (_, garden) = app.call(&u, "POST", "/categories", Some(json!({"name": "garden", "parent_id": home_id}))).await;
+    let (_, garden) = app
+        .call(
+            &u,
+            "POST",
+            "/categories",
+            Some(json!({"name": "garden", "parent_id": home_id})),
+        )
+        .await;
     let garden_id = garden["id"].as_str().unwrap().to_owned();
     let (_, tree) = app.call(&u, "GET", "/categories", None).await;
     assert_eq!(tree[0]["name"], "home");
     assert_eq!(tree[0]["children"][0]["name"], "garden");
 
-    let (s, b) = app.call(&u, "PATCH", &format!("/categories/{home_id}"), Some(json!({"parent_id": garden_id}))).await;
+    let (s, b) = app
+        .call(
+            &u,
+            "PATCH",
+            &format!("/categories/{home_id}"),
+            Some(json!({"parent_id": garden_id})),
+        )
+        .await;
     assert_error(s, &b, 422, "validation_failed");
-    let (s, b) = app.call(&u, "DELETE", &format!("/categories/{home_id}"), None).await;
+    let (s, b) = app
+        .call(&u, "DELETE", &format!("/categories/{home_id}"), None)
+        .await;
     assert_error(s, &b, 409, "category_has_children");
 
-    let (_, t) = app.call(&u, "POST", "/todos", Some(json!({"title": "mow", "category_id": garden_id}))).await;
-    let (s, moved) = app.call(&u, "PATCH", &format!("/categories/{garden_id}"), Some(json!({"parent_id": null, "name": "yard"}))).await;
-    assert_eq!((s, moved["name"].as_str(), moved["parent_id"].is_null()), (200, Some("yard"), true));
-    let (s, _) = app.call(&u, "DELETE", &format!("/categories/{garden_id}"), None).await;
+    let (_, t) = app
+        .call(
+            &u,
+            "POST",
+            "/todos",
+            Some(json!({"title": "mow", "category_id": garden_id})),
+        )
+        .await;
+    let (s, moved) = app
+        .call(
+            &u,
+            "PATCH",
+            &format!("/categories/{garden_id}"),
+            Some(json!({"parent_id": null, "name": "yard"})),
+        )
+        .await;
+    assert_eq!(
+        (s, moved["name"].as_str(), moved["parent_id"].is_null()),
+        (200, Some("yard"), true)
+    );
+    let (s, _) = app
+        .call(&u, "DELETE", &format!("/categories/{garden_id}"), None)
+        .await;
     assert_eq!(s, 204);
-    let (_, t) = app.call(&u, "GET", &format!("/todos/{}", t["id"].as_str().unwrap()), None).await;
-    assert!(t["category_id"].is_null(), "todos of a deleted category are kept, uncategorised");
+    let (_, t) = app
+        .call(
+            &u,
+            "GET",
+            &format!("/todos/{}", t["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(
+        t["category_id"].is_null(),
+        "todos of a deleted category are kept, uncategorised"
+    );
 
     let other = app.new_user("hank@example.com").await;
-    let (s, _) = app.call(&other, "DELETE", &format!("/categories/{home_id}"), None).await;
+    let (s, _) = app
+        .call(&other, "DELETE", &format!("/categories/{home_id}"), None)
+        .await;
     assert_eq!(s, 404);
-    let (s, b) = app.call(&other, "POST", "/categories", Some(json!({"name": "x", "parent_id": home_id}))).await;
+    let (s, b) = app
+        .call(
+            &other,
+            "POST",
+            "/categories",
+            Some(json!({"name": "x", "parent_id": home_id})),
+        )
+        .await;
     assert_error(s, &b, 422, "validation_failed");
 }

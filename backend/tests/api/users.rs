@@ -7,7 +7,9 @@ use crate::helpers::{assert_error, assertion, spawn_app, User};
 #[tokio::test]
 async fn registration_normalises_the_email_and_refuses_duplicates_with_409() {
     let app = spawn_app().await;
-    let r = app.register("  Alice@Example.COM ", "correct horse battery").await;
+    let r = app
+        .register("  Alice@Example.COM ", "correct horse battery")
+        .await;
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["email"], "alice@example.com");
@@ -16,7 +18,10 @@ async fn registration_normalises_the_email_and_refuses_duplicates_with_409() {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
     assert_error(status, &body, 409, "registration_conflict");
-    assert!(!body.to_string().contains("alice"), "the conflict does not echo the account");
+    assert!(
+        !body.to_string().contains("alice"),
+        "the conflict does not echo the account"
+    );
 }
 
 #[tokio::test]
@@ -26,7 +31,12 @@ async fn invalid_registrations_get_422_with_a_detail_per_field() {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
     assert_error(status, &body, 422, "validation_failed");
-    let fields: Vec<&str> = body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, vec!["email", "password"]);
     let r = app.register("bob@example.com", &"x".repeat(257)).await;
     assert_eq!(r.status(), 422);
@@ -39,25 +49,53 @@ async fn malformed_bodies_get_clear_4xx_answers() {
         let c = app.client.clone();
         let url = app.url("/auth/register");
         async move {
-            let r = c.post(url).header("content-type", ctype).body(body).send().await.unwrap();
+            let r = c
+                .post(url)
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             let text = r.text().await.unwrap();
-            (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
         }
     };
     let (s, b) = send(b"{\"email\":".to_vec(), "application/json").await;
     assert_error(s, &b, 400, "malformed_json");
     let (s, b) = send(Vec::new(), "application/json").await;
     assert_error(s, &b, 400, "malformed_json");
-    let (s, b) = send(vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'], "application/json").await;
+    let (s, b) = send(
+        vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'],
+        "application/json",
+    )
+    .await;
     assert_eq!(s, 400, "invalid UTF-8: {b}");
-    let (s, b) = send(br#"{"email":"a@example.com","password":"correct horse","admin":true}"#.to_vec(), "application/json").await;
+    let (s, b) = send(
+        br#"{"email":"a@example.com","password":"correct horse","admin":true}"#.to_vec(),
+        "application/json",
+    )
+    .await;
     assert_error(s, &b, 422, "validation_failed");
-    let (s, b) = send(br#"{"email":123,"password":"correct horse"}"#.to_vec(), "application/json").await;
+    let (s, b) = send(
+        br#"{"email":123,"password":"correct horse"}"#.to_vec(),
+        "application/json",
+    )
+    .await;
     assert_error(s, &b, 422, "validation_failed");
-    let (s, b) = send(br#"{"email":"a@example.com","password":"correct horse"}"#.to_vec(), "text/plain").await;
+    let (s, b) = send(
+        br#"{"email":"a@example.com","password":"correct horse"}"#.to_vec(),
+        "text/plain",
+    )
+    .await;
     assert_error(s, &b, 415, "unsupported_media_type");
-    let big = format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let big = format!(
+        r#"{{"email":"a@example.com","password":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
     let (s, b) = send(big.into_bytes(), "application/json").await;
     assert_error(s, &b, 413, "payload_too_large");
 }
@@ -70,14 +108,22 @@ async fn the_credential_check_answers_the_same_for_wrong_passwords_and_unknown_u
         let c = app.client.clone();
         let url = app.url("/internal/credentials/verify");
         async move {
-            let r = c.post(url).json(&json!({"email": email, "password": password})).send().await.unwrap();
+            let r = c
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
     let (s, body) = check("Carol@Example.com", "correct horse battery").await;
     assert_eq!(s, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v["user_id"].as_str().unwrap(), v["email"].as_str().unwrap()), (user.id.as_str(), "carol@example.com"));
+    assert_eq!(
+        (v["user_id"].as_str().unwrap(), v["email"].as_str().unwrap()),
+        (user.id.as_str(), "carol@example.com")
+    );
     assert_eq!(v["roles"], json!(["user"]));
     let wrong = check("carol@example.com", "wrong password!").await;
     let unknown = check("nobody@example.com", "correct horse battery").await;
@@ -103,16 +149,35 @@ async fn api_routes_refuse_requests_without_a_valid_assertion() {
         }
     };
     // Forged identity headers, as a client bypassing the proxy would send them.
-    let (s, www, b) = get(vec![("x-user-id", user.id.clone()), ("x-user-email", user.email.clone())]).await;
+    let (s, www, b) = get(vec![
+        ("x-user-id", user.id.clone()),
+        ("x-user-email", user.email.clone()),
+    ])
+    .await;
     assert_error(s, &b, 401, "unauthenticated");
     assert!(www);
     // An assertion for another user, another path or another method.
-    let other = User { id: uuid::Uuid::new_v4().to_string(), email: "x@example.com".into() };
-    let (s, _, _) = get(vec![("x-user-id", user.id.clone()), ("x-identity-assertion", assertion(&other, "GET", "/me"))]).await;
+    let other = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: "x@example.com".into(),
+    };
+    let (s, _, _) = get(vec![
+        ("x-user-id", user.id.clone()),
+        ("x-identity-assertion", assertion(&other, "GET", "/me")),
+    ])
+    .await;
     assert_eq!(s, 401);
-    let (s, _, _) = get(vec![("x-user-id", user.id.clone()), ("x-identity-assertion", assertion(&user, "GET", "/todos"))]).await;
+    let (s, _, _) = get(vec![
+        ("x-user-id", user.id.clone()),
+        ("x-identity-assertion", assertion(&user, "GET", "/todos")),
+    ])
+    .await;
     assert_eq!(s, 401);
-    let (s, _, _) = get(vec![("x-user-id", user.id.clone()), ("x-identity-assertion", assertion(&user, "DELETE", "/me"))]).await;
+    let (s, _, _) = get(vec![
+        ("x-user-id", user.id.clone()),
+        ("x-identity-assertion", assertion(&user, "DELETE", "/me")),
+    ])
+    .await;
     assert_eq!(s, 401);
     // The real thing.
     let (s, b) = app.call(&user, "GET", "/me", None).await;
@@ -122,9 +187,25 @@ async fn api_routes_refuse_requests_without_a_valid_assertion() {
 #[tokio::test]
 async fn the_openapi_document_covers_every_route() {
     let app = spawn_app().await;
-    let v: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let v: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let paths = v["paths"].as_object().unwrap();
-    for p in ["/auth/register", "/me", "/internal/credentials/verify", "/todos", "/todos/{id}", "/categories", "/categories/{id}"] {
+    for p in [
+        "/auth/register",
+        "/me",
+        "/internal/credentials/verify",
+        "/todos",
+        "/todos/{id}",
+        "/categories",
+        "/categories/{id}",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
@@ -134,13 +215,56 @@ async fn the_openapi_document_covers_every_route() {
 async fn health_and_metrics_are_served_on_the_admin_listener_only() {
     let app = spawn_app().await;
     let admin = |p: &str| format!("http://{}{p}", app.admin_addr);
-    assert_eq!(app.client.get(admin("/health/live")).send().await.unwrap().status(), 200);
-    assert_eq!(app.client.get(admin("/health/ready")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(admin("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(admin("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.new_user("erin@example.com").await;
-    let text = app.client.get(admin("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("todo_backend_users_registered_total 1"), "{text}");
+    let text = app
+        .client
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("todo_backend_users_registered_total 1"),
+        "{text}"
+    );
     assert!(text.contains("todo_backend_http_requests_total{method=\"POST\",route=\"/auth/register\",status=\"201\"} 1"), "{text}");
     assert!(text.contains("todo_backend_db_pool_connections{state=\"idle\"}"));
-    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
-    assert_eq!(app.client.get(app.url("/health/ready")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

@@ -61,7 +61,9 @@ impl MemorySessionStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that grants
         // access (every write is a single insert/remove), so recover the guard.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Live entries (tests check that memory does not grow without bound).
@@ -79,11 +81,14 @@ impl SessionStore for MemorySessionStore {
     async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.inserts += 1;
-        if s.inserts % SWEEP_EVERY == 0 {
+        if s.inserts.is_multiple_of(SWEEP_EVERY) {
             s.sweep(now);
         }
         s.tokens.insert(jti.to_owned(), (sub.to_owned(), exp));
-        s.by_user.entry(sub.to_owned()).or_default().insert(jti.to_owned());
+        s.by_user
+            .entry(sub.to_owned())
+            .or_default()
+            .insert(jti.to_owned());
         Ok(())
     }
 

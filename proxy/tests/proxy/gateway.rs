@@ -7,14 +7,22 @@ use edge_proxy::session::{MemorySessionStore, RedisSessionStore};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::harness::{redis_url, user_id_for, RedisPrefix, TestProxy, TestUpstream, ADMIN_TOKEN, IDENTITY_SECRET};
+use crate::harness::{
+    redis_url, user_id_for, RedisPrefix, TestProxy, TestUpstream, ADMIN_TOKEN, IDENTITY_SECRET,
+};
 
 fn memory() -> Arc<MemorySessionStore> {
     Arc::new(MemorySessionStore::new())
 }
 
 #[track_caller]
-fn assert_json_error(status: u16, headers: &reqwest::header::HeaderMap, body: &str, want: u16, code: &str) {
+fn assert_json_error(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+    want: u16,
+    code: &str,
+) {
     assert_eq!(status, want, "{body}");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["cache-control"], "no-store");
@@ -23,21 +31,42 @@ fn assert_json_error(status: u16, headers: &reqwest::header::HeaderMap, body: &s
 }
 
 async fn parts(r: reqwest::Response) -> (u16, reqwest::header::HeaderMap, String) {
-    (r.status().as_u16(), r.headers().clone(), r.text().await.unwrap())
+    (
+        r.status().as_u16(),
+        r.headers().clone(),
+        r.text().await.unwrap(),
+    )
 }
 
 #[tokio::test]
 async fn unknown_and_internal_paths_are_404_at_the_edge_and_never_reach_the_upstream() {
     let up = TestUpstream::start().await;
     let proxy = TestProxy::start(up.addr, memory()).await;
-    for path in ["/nope", "/metrics", "/admin/users/x/revoke-all", "/internal/credentials/verify", "/todosx", "/"] {
+    for path in [
+        "/nope",
+        "/metrics",
+        "/admin/users/x/revoke-all",
+        "/internal/credentials/verify",
+        "/todosx",
+        "/",
+    ] {
         let (s, h, b) = parts(proxy.get(path, None).await).await;
         assert_json_error(s, &h, &b, 404, "not_found");
     }
-    let (s, h, b) = parts(proxy.get("/public/../internal/credentials/verify", None).await).await;
+    let (s, h, b) = parts(
+        proxy
+            .get("/public/../internal/credentials/verify", None)
+            .await,
+    )
+    .await;
     assert!(s == 400 || s == 404, "{s}");
     let _ = (h, b);
-    assert_eq!(up.seen.count(), 0, "nothing reached the upstream: {:?}", up.seen.all());
+    assert_eq!(
+        up.seen.count(),
+        0,
+        "nothing reached the upstream: {:?}",
+        up.seen.all()
+    );
 }
 
 #[tokio::test]
@@ -46,9 +75,17 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     let proxy = TestProxy::start(up.addr, memory()).await;
     let token = proxy.token("alice@example.com").await;
     let forged = [
-        ("X-User-Id", "admin"), ("x_user_id", "admin"), ("X.User.Id", "admin"), ("X-User-Email", "root@example.com"),
-        ("X-User-Roles", "admin"), ("X-Identity-Assertion", "forged.jwt.value"), ("x_identity_assertion", "forged"),
-        ("X-Auth-Request-User", "admin"), ("X-Forwarded-For", "10.0.0.1"), ("X-Real-IP", "10.0.0.1"), ("Forwarded", "for=10.0.0.1"),
+        ("X-User-Id", "admin"),
+        ("x_user_id", "admin"),
+        ("X.User.Id", "admin"),
+        ("X-User-Email", "root@example.com"),
+        ("X-User-Roles", "admin"),
+        ("X-Identity-Assertion", "forged.jwt.value"),
+        ("x_identity_assertion", "forged"),
+        ("X-Auth-Request-User", "admin"),
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("Forwarded", "for=10.0.0.1"),
     ];
     for (path, token) in [("/public/x", None), ("/todos", Some(token.as_str()))] {
         let mut req = proxy.client.get(proxy.url(path));
@@ -63,21 +100,50 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     let seen = up.forwarded();
     assert_eq!(seen.len(), 2);
     let public = &seen[0].headers;
-    for name in ["x-user-id", "x_user_id", "x.user.id", "x-user-email", "x-user-roles", "x-identity-assertion", "x_identity_assertion", "x-auth-request-user", "x-real-ip", "forwarded"] {
-        assert!(!public.contains_key(name), "{name} reached the upstream on a public route");
+    for name in [
+        "x-user-id",
+        "x_user_id",
+        "x.user.id",
+        "x-user-email",
+        "x-user-roles",
+        "x-identity-assertion",
+        "x_identity_assertion",
+        "x-auth-request-user",
+        "x-real-ip",
+        "forwarded",
+    ] {
+        assert!(
+            !public.contains_key(name),
+            "{name} reached the upstream on a public route"
+        );
     }
-    assert_eq!(public["x-forwarded-for"], "127.0.0.1", "set from the connection, not the client");
+    assert_eq!(
+        public["x-forwarded-for"], "127.0.0.1",
+        "set from the connection, not the client"
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path.as_str()),
+        ("GET", "/todos")
+    );
     let authed = &seen[1].headers;
     assert_eq!(authed.get_all("x-user-id").iter().count(), 1);
-    assert_eq!(authed["x-user-id"], user_id_for("alice@example.com").as_str());
+    assert_eq!(
+        authed["x-user-id"],
+        user_id_for("alice@example.com").as_str()
+    );
     assert_eq!(authed["x-user-email"], "alice@example.com");
-    assert!(!authed.contains_key("authorization"), "the token is never forwarded");
+    assert!(
+        !authed.contains_key("authorization"),
+        "the token is never forwarded"
+    );
     assert!(!authed.contains_key("x_user_id") && !authed.contains_key("x.user.id"));
     assert!(uuid::Uuid::parse_str(authed["x-request-id"].to_str().unwrap()).is_ok());
 
     // The assertion the upstream got verifies with the identity secret for exactly this request.
     use base64::Engine as _;
-    let key = base64::engine::general_purpose::STANDARD.decode(IDENTITY_SECRET).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(IDENTITY_SECRET)
+        .unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.set_audience(&["todo"]);
     let a = jsonwebtoken::decode::<edge_proxy::identity::AssertionClaims>(
@@ -87,7 +153,10 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     )
     .unwrap()
     .claims;
-    assert_eq!((a.sub.as_str(), a.htm.as_str(), a.htu.as_str()), (user_id_for("alice@example.com").as_str(), "GET", "/todos"));
+    assert_eq!(
+        (a.sub.as_str(), a.htm.as_str(), a.htu.as_str()),
+        (user_id_for("alice@example.com").as_str(), "GET", "/todos")
+    );
     assert_eq!(a.exp - a.iat, 60);
 }
 
@@ -99,16 +168,31 @@ async fn logout_revokes_only_the_presented_token() {
     let second = proxy.token(" Bob@Example.com ").await;
     assert_eq!(proxy.get("/todos", Some(&first)).await.status(), 200);
     assert_eq!(proxy.post("/auth/logout", &first).await.status(), 204);
-    assert_eq!(proxy.post("/auth/logout", &first).await.status(), 204, "idempotent (RFC 7009)");
+    assert_eq!(
+        proxy.post("/auth/logout", &first).await.status(),
+        204,
+        "idempotent (RFC 7009)"
+    );
     let r = proxy.get("/todos", Some(&first)).await;
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"test\", error=\"invalid_token\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"test\", error=\"invalid_token\""
+    );
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 401, "invalid_token");
-    assert_eq!(proxy.get("/todos", Some(&second)).await.status(), 200, "the user's other token still works");
+    assert_eq!(
+        proxy.get("/todos", Some(&second)).await.status(),
+        200,
+        "the user's other token still works"
+    );
 
     assert_eq!(proxy.post("/auth/logout-all", &second).await.status(), 204);
     assert_eq!(proxy.get("/todos", Some(&second)).await.status(), 401);
-    assert_eq!(up.forwarded().len(), 2, "refused requests were not forwarded");
+    assert_eq!(
+        up.forwarded().len(),
+        2,
+        "refused requests were not forwarded"
+    );
 }
 
 #[tokio::test]
@@ -124,20 +208,53 @@ async fn login_failures_and_missing_credentials_answer_per_rfc_6750() {
     let (s, h, b) = parts(proxy.get("/todos", Some("not.a.jwt")).await).await;
     assert_json_error(s, &h, &b, 401, "invalid_token");
     let token = proxy.token("carol@example.com").await;
-    let r = proxy.client.get(proxy.url("/todos?access_token=x")).bearer_auth(&token).send().await.unwrap();
+    let r = proxy
+        .client
+        .get(proxy.url("/todos?access_token=x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 400, "invalid_request");
-    let r = proxy.client.get(proxy.url("/todos")).header("authorization", format!("bearer {token}")).send().await.unwrap();
+    let r = proxy
+        .client
+        .get(proxy.url("/todos"))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the scheme is case-insensitive");
-    for body in [r#"{"email":"a@example.com"}"#, r#"{"email":"a@example.com","password":"x","password":"y"}"#, "[]", "{"] {
-        let r = proxy.client.post(proxy.url("/auth/login")).header("content-type", "application/json").body(body).send().await.unwrap();
+    for body in [
+        r#"{"email":"a@example.com"}"#,
+        r#"{"email":"a@example.com","password":"x","password":"y"}"#,
+        "[]",
+        "{",
+    ] {
+        let r = proxy
+            .client
+            .post(proxy.url("/auth/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let (s, h, b) = parts(r).await;
         assert_json_error(s, &h, &b, 400, "invalid_request");
     }
-    let r = proxy.client.post(proxy.url("/auth/login")).body("x".repeat(5000)).send().await.unwrap();
+    let r = proxy
+        .client
+        .post(proxy.url("/auth/login"))
+        .body("x".repeat(5000))
+        .send()
+        .await
+        .unwrap();
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 413, "payload_too_large");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["max_bytes"], 4096);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["max_bytes"],
+        4096
+    );
 }
 
 #[tokio::test]
@@ -145,10 +262,20 @@ async fn an_oversized_declared_body_is_refused_before_the_upstream() {
     let up = TestUpstream::start().await;
     let proxy = TestProxy::start(up.addr, memory()).await;
     let token = proxy.token("dora@example.com").await;
-    let r = proxy.client.post(proxy.url("/todos")).bearer_auth(&token).body(vec![b'x'; 2048]).send().await.unwrap();
+    let r = proxy
+        .client
+        .post(proxy.url("/todos"))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 413, "payload_too_large");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["max_bytes"], 1024);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["max_bytes"],
+        1024
+    );
     assert_eq!(up.forwarded().len(), 0);
 }
 
@@ -161,14 +288,30 @@ async fn a_dead_upstream_gives_502_json_and_turns_readyz_not_ready() {
     // The health check takes the dead peer out; readiness follows.
     let mut ready = 0;
     for _ in 0..50 {
-        ready = proxy.client.get(format!("http://{}/readyz", proxy.admin)).send().await.unwrap().status().as_u16();
+        ready = proxy
+            .client
+            .get(format!("http://{}/readyz", proxy.admin))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if ready == 503 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready, 503);
-    assert_eq!(proxy.client.get(format!("http://{}/healthz", proxy.admin)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        proxy
+            .client
+            .get(format!("http://{}/healthz", proxy.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -178,8 +321,19 @@ async fn the_upstream_server_version_is_not_shown_and_metrics_are_admin_only() {
     let r = proxy.get("/public/x", None).await;
     assert!(r.headers().get("server").is_none());
     assert!(r.headers().get("x-request-id").is_some());
-    let text = proxy.client.get(format!("http://{}/metrics", proxy.admin)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"edge_proxy_requests_total{method="GET",route="public",status="200"} 1"#), "{text}");
+    let text = proxy
+        .client
+        .get(format!("http://{}/metrics", proxy.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"edge_proxy_requests_total{method="GET",route="public",status="200"} 1"#),
+        "{text}"
+    );
     assert_eq!(proxy.get("/metrics", None).await.status(), 404);
 }
 
@@ -188,11 +342,35 @@ async fn admin_revoke_all_needs_the_admin_token_and_ends_every_session() {
     let up = TestUpstream::start().await;
     let proxy = TestProxy::start(up.addr, memory()).await;
     let token = proxy.token("erin@example.com").await;
-    let url = format!("http://{}/admin/users/{}/revoke-all", proxy.admin, user_id_for("erin@example.com"));
+    let url = format!(
+        "http://{}/admin/users/{}/revoke-all",
+        proxy.admin,
+        user_id_for("erin@example.com")
+    );
     assert_eq!(proxy.client.post(&url).send().await.unwrap().status(), 401);
-    assert_eq!(proxy.client.post(&url).bearer_auth("wrong-token-wrong-token-wrong-token").send().await.unwrap().status(), 401);
+    assert_eq!(
+        proxy
+            .client
+            .post(&url)
+            .bearer_auth("wrong-token-wrong-token-wrong-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     assert_eq!(proxy.get("/todos", Some(&token)).await.status(), 200);
-    assert_eq!(proxy.client.post(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(), 204);
+    assert_eq!(
+        proxy
+            .client
+            .post(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(proxy.get("/todos", Some(&token)).await.status(), 401);
 }
 
@@ -200,15 +378,32 @@ async fn admin_revoke_all_needs_the_admin_token_and_ends_every_session() {
 async fn a_logout_through_one_proxy_is_honoured_by_another_sharing_redis() {
     let Some(url) = redis_url() else { return };
     let guard = RedisPrefix::new(url.clone());
-    let store = || Arc::new(RedisSessionStore::new(&SecretString::from(url.clone()), &guard.prefix, Duration::from_secs(1)).unwrap());
+    let store = || {
+        Arc::new(
+            RedisSessionStore::new(
+                &SecretString::from(url.clone()),
+                &guard.prefix,
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        )
+    };
     let up = TestUpstream::start().await;
     let a = TestProxy::start(up.addr, store()).await;
     let b = TestProxy::start(up.addr, store()).await;
     let token = a.token("fay@example.com").await;
     let other = b.token("fay@example.com").await;
-    assert_eq!(b.get("/todos", Some(&token)).await.status(), 200, "a token minted by A works at B");
+    assert_eq!(
+        b.get("/todos", Some(&token)).await.status(),
+        200,
+        "a token minted by A works at B"
+    );
     assert_eq!(a.post("/auth/logout", &token).await.status(), 204);
-    assert_eq!(b.get("/todos", Some(&token)).await.status(), 401, "B honours A's logout on the very next request");
+    assert_eq!(
+        b.get("/todos", Some(&token)).await.status(),
+        401,
+        "B honours A's logout on the very next request"
+    );
     assert_eq!(a.get("/todos", Some(&other)).await.status(), 200);
 }
 
@@ -216,13 +411,29 @@ async fn a_logout_through_one_proxy_is_honoured_by_another_sharing_redis() {
 async fn an_unreachable_store_fails_closed_with_503_but_public_routes_work() {
     let up = TestUpstream::start().await;
     let store = Arc::new(
-        RedisSessionStore::new(&SecretString::from(format!("redis://127.0.0.1:{}", crate::harness::free_port())), "x:", Duration::from_millis(200)).unwrap(),
+        RedisSessionStore::new(
+            &SecretString::from(format!("redis://127.0.0.1:{}", crate::harness::free_port())),
+            "x:",
+            Duration::from_millis(200),
+        )
+        .unwrap(),
     );
     let proxy = TestProxy::start(up.addr, store).await;
-    let r = proxy.login("gus@example.com", crate::harness::PASSWORD).await;
+    let r = proxy
+        .login("gus@example.com", crate::harness::PASSWORD)
+        .await;
     assert_eq!(r.headers()["retry-after"], "5");
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 503, "unavailable");
     assert_eq!(proxy.get("/public/x", None).await.status(), 200);
-    assert_eq!(proxy.client.get(format!("http://{}/readyz", proxy.admin)).send().await.unwrap().status(), 503);
+    assert_eq!(
+        proxy
+            .client
+            .get(format!("http://{}/readyz", proxy.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 }

@@ -54,13 +54,24 @@ pub fn user_id_for(email: &str) -> String {
 
 async fn verify(State(seen): State<Recorder>, req: Request) -> axum::response::Response {
     record(&seen, &req);
-    let body = axum::body::to_bytes(req.into_body(), 1 << 16).await.unwrap_or_default();
+    let body = axum::body::to_bytes(req.into_body(), 1 << 16)
+        .await
+        .unwrap_or_default();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let email = v["email"].as_str().unwrap_or_default().trim().to_lowercase();
+    let email = v["email"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
     if v["password"] == PASSWORD {
-        Json(serde_json::json!({"user_id": user_id_for(&email), "email": email, "roles": ["user"]})).into_response()
+        Json(serde_json::json!({"user_id": user_id_for(&email), "email": email, "roles": ["user"]}))
+            .into_response()
     } else {
-        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": {"code": "invalid_credentials"}}))).into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": {"code": "invalid_credentials"}})),
+        )
+            .into_response()
     }
 }
 
@@ -75,7 +86,10 @@ fn record(seen: &Recorder, req: &Request) {
 async fn echo(State(seen): State<Recorder>, req: Request) -> impl IntoResponse {
     record(&seen, &req);
     let path = req.uri().path().to_owned();
-    ([("server", "upstream/1.2.3")], Json(serde_json::json!({"path": path})))
+    (
+        [("server", "upstream/1.2.3")],
+        Json(serde_json::json!({"path": path})),
+    )
 }
 
 impl TestUpstream {
@@ -93,13 +107,21 @@ impl TestUpstream {
 
     /// Requests that reached the upstream other than credential checks.
     pub fn forwarded(&self) -> Vec<Seen> {
-        self.seen.all().into_iter().filter(|s| !s.path.starts_with("/internal/")).collect()
+        self.seen
+            .all()
+            .into_iter()
+            .filter(|s| !s.path.starts_with("/internal/"))
+            .collect()
     }
 }
 
 /// A port that was free a moment ago (pingora binds the public listener itself).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The proxy config used by the tests, pointing at `upstream`.
@@ -162,21 +184,39 @@ impl TestProxy {
         Self::start_with(upstream, sessions, "").await
     }
 
-    pub async fn start_with(upstream: SocketAddr, sessions: Arc<dyn SessionStore>, store_toml: &str) -> Self {
+    pub async fn start_with(
+        upstream: SocketAddr,
+        sessions: Arc<dyn SessionStore>,
+        store_toml: &str,
+    ) -> Self {
         let port = free_port();
-        let cfg = Config::from_toml(&config_toml(port, upstream, store_toml), &Default::default(), std::path::Path::new("."))
-            .expect("test config is valid");
+        let cfg = Config::from_toml(
+            &config_toml(port, upstream, store_toml),
+            &Default::default(),
+            std::path::Path::new("."),
+        )
+        .expect("test config is valid");
         let proxy = edge_proxy::build_with_store(cfg, sessions).expect("proxy builds");
         let (addr, admin) = (proxy.listen_addr(), proxy.admin_addr());
         let (stop, rx) = tokio::sync::watch::channel(false);
-        let thread = std::thread::spawn(move || proxy.run(RunArgs { shutdown_signal: Box::new(Signal(rx)) }));
+        let thread = std::thread::spawn(move || {
+            proxy.run(RunArgs {
+                shutdown_signal: Box::new(Signal(rx)),
+            })
+        });
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Self { addr, admin, client: reqwest::Client::new(), stop, thread: Some(thread) }
+        Self {
+            addr,
+            admin,
+            client: reqwest::Client::new(),
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -209,7 +249,12 @@ impl TestProxy {
     }
 
     pub async fn post(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -227,7 +272,10 @@ pub fn redis_url() -> Option<String> {
     match std::env::var("REDIS_URL") {
         Ok(u) => Some(u),
         Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "CI is set but REDIS_URL is not: Redis tests cannot be skipped in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but REDIS_URL is not: Redis tests cannot be skipped in CI"
+            );
             eprintln!("skipped: REDIS_URL is not set (Redis tests)");
             None
         }
@@ -242,7 +290,10 @@ pub struct RedisPrefix {
 
 impl RedisPrefix {
     pub fn new(url: String) -> Self {
-        Self { url, prefix: format!("edge-proxy-test:{}:", uuid::Uuid::new_v4().simple()) }
+        Self {
+            url,
+            prefix: format!("edge-proxy-test:{}:", uuid::Uuid::new_v4().simple()),
+        }
     }
 }
 
@@ -250,7 +301,10 @@ impl Drop for RedisPrefix {
     fn drop(&mut self) {
         if let Ok(client) = redis::Client::open(self.url.as_str()) {
             if let Ok(mut c) = client.get_connection() {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut c).unwrap_or_default();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query(&mut c)
+                    .unwrap_or_default();
                 if !keys.is_empty() {
                     let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
                 }

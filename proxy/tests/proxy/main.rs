@@ -2,6 +2,9 @@
 //! Redis tests need `REDIS_URL` (skipped without it, failing instead when `CI` is set); each uses its
 //! own key prefix and removes its keys afterwards.
 
+// Test code: a panic (unwrap) is the failure report; helpers are `pub` for sibling modules.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod gateway;
 mod harness;
 mod session_contract;

@@ -18,8 +18,15 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
     s.insert("j2", "alice", exp, now).await.unwrap();
     s.insert("j3", "bob", exp, now).await.unwrap();
     assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Active);
-    assert_eq!(s.status("j1", "bob", now, now).await.unwrap(), Revoked, "bound to its sub");
-    assert_eq!(s.status("unknown", "alice", now, now).await.unwrap(), Revoked);
+    assert_eq!(
+        s.status("j1", "bob", now, now).await.unwrap(),
+        Revoked,
+        "bound to its sub"
+    );
+    assert_eq!(
+        s.status("unknown", "alice", now, now).await.unwrap(),
+        Revoked
+    );
 
     // Logout revokes one token, idempotently; others stay valid.
     s.revoke("j1", "alice").await.unwrap();
@@ -27,15 +34,31 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
     assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Revoked);
     assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Active);
     s.revoke("j3", "alice").await.unwrap();
-    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Active, "cannot revoke another user's token");
+    assert_eq!(
+        s.status("j3", "bob", now, now).await.unwrap(),
+        Active,
+        "cannot revoke another user's token"
+    );
 
     // Revoke-all: every token of the user, and any token issued before it.
     s.revoke_all("alice", now, 960).await.unwrap();
     assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Revoked);
     s.insert("j4", "alice", exp, now).await.unwrap();
-    assert_eq!(s.status("j4", "alice", now - 1, now).await.unwrap(), Revoked, "issued before revoke-all");
-    assert_eq!(s.status("j4", "alice", now, now).await.unwrap(), Active, "issued at or after revoke-all");
-    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Active, "other users untouched");
+    assert_eq!(
+        s.status("j4", "alice", now - 1, now).await.unwrap(),
+        Revoked,
+        "issued before revoke-all"
+    );
+    assert_eq!(
+        s.status("j4", "alice", now, now).await.unwrap(),
+        Active,
+        "issued at or after revoke-all"
+    );
+    assert_eq!(
+        s.status("j3", "bob", now, now).await.unwrap(),
+        Active,
+        "other users untouched"
+    );
 
     // Admin revoke by jti.
     assert!(s.revoke_jti("j3").await.unwrap());
@@ -52,9 +75,14 @@ async fn memory_store_meets_the_session_contract() {
 async fn memory_store_forgets_expired_tokens() {
     let s = MemorySessionStore::new();
     s.insert("old", "u", NOW + 10, NOW).await.unwrap();
-    assert_eq!(s.status("old", "u", NOW, NOW + 11).await.unwrap(), SessionStatus::Revoked);
+    assert_eq!(
+        s.status("old", "u", NOW, NOW + 11).await.unwrap(),
+        SessionStatus::Revoked
+    );
     for i in 0..1024 {
-        s.insert(&format!("j{i}"), "u", NOW + 1000 + 10, NOW + 1000).await.unwrap();
+        s.insert(&format!("j{i}"), "u", NOW + 1000 + 10, NOW + 1000)
+            .await
+            .unwrap();
     }
     assert_eq!(s.len(), 1024, "the expired entry was swept, live ones kept");
 }
@@ -63,19 +91,38 @@ async fn memory_store_forgets_expired_tokens() {
 async fn redis_store_meets_the_session_contract_and_keys_expire_with_tokens() {
     let Some(url) = redis_url() else { return };
     let guard = RedisPrefix::new(url.clone());
-    let store = RedisSessionStore::new(&SecretString::from(url.clone()), &guard.prefix, Duration::from_secs(2)).unwrap();
+    let store = RedisSessionStore::new(
+        &SecretString::from(url.clone()),
+        &guard.prefix,
+        Duration::from_secs(2),
+    )
+    .unwrap();
     // Redis expires keys on its own clock, so the contract runs at the real time.
     let now = edge_proxy::gateway::unix_now();
     check_session_store(Arc::new(store), now).await;
 
-    let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-    let ttl = |key: String, c: &mut redis::Connection| -> i64 { redis::cmd("TTL").arg(key).query(c).unwrap() };
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl = |key: String, c: &mut redis::Connection| -> i64 {
+        redis::cmd("TTL").arg(key).query(c).unwrap()
+    };
     let jti_ttl = ttl(format!("{}jwt:jti:j4", guard.prefix), &mut c);
-    assert!((890..=900).contains(&jti_ttl), "jti key expires with the token: {jti_ttl}");
+    assert!(
+        (890..=900).contains(&jti_ttl),
+        "jti key expires with the token: {jti_ttl}"
+    );
     let set_ttl = ttl(format!("{}jwt:user:alice", guard.prefix), &mut c);
-    assert!((890..=900).contains(&set_ttl), "user set expires with its newest token: {set_ttl}");
+    assert!(
+        (890..=900).contains(&set_ttl),
+        "user set expires with its newest token: {set_ttl}"
+    );
     let nbf_ttl = ttl(format!("{}jwt:user_nbf:alice", guard.prefix), &mut c);
-    assert!((950..=960).contains(&nbf_ttl), "revoke-all mark kept one token lifetime: {nbf_ttl}");
+    assert!(
+        (950..=960).contains(&nbf_ttl),
+        "revoke-all mark kept one token lifetime: {nbf_ttl}"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,389 @@
+//! End to end with the real binaries: `todo-backend` and `edge-proxy` started as processes from the
+//! test profile (ports, database and store overridden through the environment, as an operator would),
+//! driven only through the proxy's public port. Once on embedded defaults (SQLite, in-process store)
+//! and once on PostgreSQL + Redis with two proxies sharing the store.
+
+// Test code: a panic (unwrap) is the failure report; helpers are `pub` for sibling modules.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The workspace binaries, built if this test runs alone.
+fn binaries() -> (PathBuf, PathBuf) {
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let (proxy, backend) = (dir.join("edge-proxy"), dir.join("todo-backend"));
+    if !proxy.exists() || !backend.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bins", "-p", "edge-proxy", "-p", "todo-backend"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the binaries failed");
+    }
+    (proxy, backend)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &Path, config: &str, env: &[(String, String)]) -> Proc {
+    let log = std::env::var_os("TEST_LOG").is_some();
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(root().join(config))
+        .envs(env.iter().cloned())
+        .stdout(if log { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    for _ in 0..300 {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+struct Backend {
+    api: u16,
+    _proc: Proc,
+}
+
+async fn start_backend(client: &reqwest::Client, database_url: &str) -> Backend {
+    let (_, bin) = binaries();
+    let (api, admin) = (free_port(), free_port());
+    let proc = spawn(
+        &bin,
+        "config/test/backend.toml",
+        &[
+            (
+                "TODO_BACKEND__SERVER__LISTEN".into(),
+                format!("127.0.0.1:{api}"),
+            ),
+            (
+                "TODO_BACKEND__ADMIN__LISTEN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
+            ("TODO_BACKEND__DATABASE__URL".into(), database_url.into()),
+        ],
+    );
+    wait_ready(client, &format!("http://127.0.0.1:{admin}/health/ready")).await;
+    Backend { api, _proc: proc }
+}
+
+struct Proxy {
+    base: String,
+    _proc: Proc,
+}
+
+async fn start_proxy(
+    client: &reqwest::Client,
+    backend_port: u16,
+    store: &[(String, String)],
+) -> Proxy {
+    let (bin, _) = binaries();
+    let (public, admin) = (free_port(), free_port());
+    let mut env = vec![
+        ("EDGE_PROXY__LISTEN".into(), format!("127.0.0.1:{public}")),
+        (
+            "EDGE_PROXY__ADMIN__LISTEN".into(),
+            format!("127.0.0.1:{admin}"),
+        ),
+        (
+            "EDGE_PROXY__UPSTREAMS__TODO__PEERS".into(),
+            format!("[\"127.0.0.1:{backend_port}\"]"),
+        ),
+    ];
+    env.extend_from_slice(store);
+    let proc = spawn(&bin, "config/test/proxy.toml", &env);
+    wait_ready(client, &format!("http://127.0.0.1:{admin}/readyz")).await;
+    Proxy {
+        base: format!("http://127.0.0.1:{public}"),
+        _proc: proc,
+    }
+}
+
+async fn call(
+    c: &reqwest::Client,
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn login(c: &reqwest::Client, p: &Proxy, email: &str) -> String {
+    let (s, v) = call(
+        c,
+        "POST",
+        format!("{}/auth/login", p.base),
+        None,
+        Some(json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["expires_in"], 900);
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The user journey, through the proxy only. `other` is a second proxy sharing the store (or the same).
+async fn journey(c: &reqwest::Client, p: &Proxy, other: &Proxy, backend_port: u16) {
+    let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+    let (s, me) = call(
+        c,
+        "POST",
+        format!("{}/auth/register", p.base),
+        None,
+        Some(json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{me}");
+    let token = login(c, p, &email).await;
+    let second = login(c, other, &email.to_uppercase()).await;
+
+    let (s, v) = call(c, "GET", format!("{}/me", p.base), Some(&token), None).await;
+    assert_eq!((s, &v["id"]), (200, &me["id"]));
+
+    let (s, cat) = call(
+        c,
+        "POST",
+        format!("{}/categories", p.base),
+        Some(&token),
+        Some(json!({"name": "home"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, sub) = call(
+        c,
+        "POST",
+        format!("{}/categories", p.base),
+        Some(&token),
+        Some(json!({"name": "garden", "parent_id": cat["id"]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, tree) = call(
+        c,
+        "GET",
+        format!("{}/categories", p.base),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, &tree[0]["children"][0]["id"]), (200, &sub["id"]));
+    let (s, todo) = call(
+        c,
+        "POST",
+        format!("{}/todos", p.base),
+        Some(&token),
+        Some(json!({"title": "plant tulips", "category_id": sub["id"], "due_date": "2026-12-01"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{todo}");
+    let todo_url = format!("{}/todos/{}", p.base, todo["id"].as_str().unwrap());
+    let (s, list) = call(
+        c,
+        "GET",
+        format!(
+            "{}/todos?category_id={}",
+            p.base,
+            sub["id"].as_str().unwrap()
+        ),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, list["total"].as_i64()), (200, Some(1)));
+    let (s, patched) = call(
+        c,
+        "PATCH",
+        todo_url.clone(),
+        Some(&token),
+        Some(json!({"completed": true})),
+    )
+    .await;
+    assert_eq!((s, patched["completed"].as_bool()), (200, Some(true)));
+    let (s, _) = call(
+        c,
+        "PATCH",
+        format!("{}/categories/{}", p.base, sub["id"].as_str().unwrap()),
+        Some(&token),
+        Some(json!({"name": "yard"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = call(
+        c,
+        "DELETE",
+        format!("{}/categories/{}", p.base, cat["id"].as_str().unwrap()),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "a category with children is not deleted");
+    let (s, _) = call(c, "DELETE", todo_url.clone(), Some(&token), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(c, "GET", todo_url, Some(&token), None).await;
+    assert_eq!(s, 404);
+
+    // Logout: the old token is refused (on the other proxy too), the second token still works.
+    let (s, _) = call(
+        c,
+        "POST",
+        format!("{}/auth/logout", p.base),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, v) = call(
+        c,
+        "GET",
+        format!("{}/todos", other.base),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_token")));
+    let (s, _) = call(c, "GET", format!("{}/todos", p.base), Some(&second), None).await;
+    assert_eq!(s, 200);
+
+    // Straight to the backend with forged identity headers: refused.
+    let r = c
+        .get(format!("http://127.0.0.1:{backend_port}/me"))
+        .header("x-user-id", me["id"].as_str().unwrap())
+        .header("x-user-email", email.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // And the credential check is not reachable through the proxy.
+    let (s, _) = call(
+        c,
+        "POST",
+        format!("{}/internal/credentials/verify", p.base),
+        None,
+        Some(json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn the_stack_works_end_to_end_on_embedded_defaults() {
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = start_backend(
+        &c,
+        &format!("sqlite:{}", dir.path().join("todo.db").display()),
+    )
+    .await;
+    let proxy = start_proxy(&c, backend.api, &[]).await;
+    journey(&c, &proxy, &proxy, backend.api).await;
+}
+
+#[tokio::test]
+async fn the_stack_works_end_to_end_on_postgres_and_redis_with_two_proxies() {
+    let (Ok(db_url), Ok(redis_url)) = (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL"))
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but DATABASE_URL/REDIS_URL are not"
+        );
+        eprintln!("skipped: DATABASE_URL and REDIS_URL are needed for this test");
+        return;
+    };
+    use sqlx::Connection as _;
+    let name = format!("todo_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = db_url
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit_once('/')
+        .unwrap()
+        .0;
+    let prefix = format!("edge-proxy-e2e:{}:", uuid::Uuid::new_v4().simple());
+    let store = [
+        ("EDGE_PROXY__STORE__BACKEND".to_owned(), "redis".to_owned()),
+        ("EDGE_PROXY__STORE__REDIS_URL".to_owned(), redis_url.clone()),
+        ("EDGE_PROXY__STORE__KEY_PREFIX".to_owned(), prefix.clone()),
+    ];
+    {
+        let c = reqwest::Client::new();
+        let backend = start_backend(&c, &format!("{base}/{name}")).await;
+        let a = start_proxy(&c, backend.api, &store).await;
+        let b = start_proxy(&c, backend.api, &store).await;
+        journey(&c, &a, &b, backend.api).await;
+    }
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    let mut r = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut r)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query(&mut r).unwrap();
+    }
+}
