@@ -87,6 +87,7 @@ async fn wait_ready(client: &reqwest::Client, url: &str) {
 
 struct Backend {
     api: u16,
+    admin: u16,
     _proc: Proc,
 }
 
@@ -109,12 +110,17 @@ async fn start_backend(client: &reqwest::Client, database_url: &str) -> Backend 
         ],
     );
     wait_ready(client, &format!("http://127.0.0.1:{admin}/health/ready")).await;
-    Backend { api, _proc: proc }
+    Backend {
+        api,
+        admin,
+        _proc: proc,
+    }
 }
 
 struct Proxy {
     base: String,
-    _proc: Proc,
+    admin: u16,
+    proc: Proc,
 }
 
 async fn start_proxy(
@@ -140,7 +146,8 @@ async fn start_proxy(
     wait_ready(client, &format!("http://127.0.0.1:{admin}/readyz")).await;
     Proxy {
         base: format!("http://127.0.0.1:{public}"),
-        _proc: proc,
+        admin,
+        proc,
     }
 }
 
@@ -386,4 +393,137 @@ async fn the_stack_works_end_to_end_on_postgres_and_redis_with_two_proxies() {
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(keys).query(&mut r).unwrap();
     }
+}
+
+/// Runs a binary as an operator would; returns (success, stdout + stderr).
+fn operator(bin: &Path, config: &str, env: &[(&str, String)], args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(root().join(config))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn operators_unlock_accounts_and_check_health_with_the_binaries() {
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = start_backend(
+        &c,
+        &format!("sqlite:{}", dir.path().join("todo.db").display()),
+    )
+    .await;
+    let mut proxy = start_proxy(&c, backend.api, &[]).await;
+    let (proxy_bin, backend_bin) = binaries();
+    let proxy_env = [(
+        "EDGE_PROXY__ADMIN__LISTEN",
+        format!("127.0.0.1:{}", proxy.admin),
+    )];
+    let backend_env = [(
+        "TODO_BACKEND__ADMIN__LISTEN",
+        format!("127.0.0.1:{}", backend.admin),
+    )];
+
+    let email = "locked-out@example.com";
+    let creds = |password: &str| json!({"email": email, "password": password});
+    let (s, _) = call(
+        &c,
+        "POST",
+        format!("{}/auth/register", proxy.base),
+        None,
+        Some(creds("correct horse battery")),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for _ in 0..3 {
+        let (s, _) = call(
+            &c,
+            "POST",
+            format!("{}/auth/login", proxy.base),
+            None,
+            Some(creds("wrong password")),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let (s, _) = call(
+        &c,
+        "POST",
+        format!("{}/auth/login", proxy.base),
+        None,
+        Some(creds("correct horse battery")),
+    )
+    .await;
+    assert_eq!(s, 429, "blocked after the third failure");
+
+    let (ok, out) = operator(
+        &proxy_bin,
+        "config/test/proxy.toml",
+        &proxy_env,
+        &["admin", "status", "Locked-Out@example.com"],
+    );
+    assert!(ok, "{out}");
+    let status: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (status["failures"].as_u64(), status["blocked"].as_bool()),
+        (Some(3), Some(true)),
+        "{out}"
+    );
+    let (ok, out) = operator(
+        &proxy_bin,
+        "config/test/proxy.toml",
+        &proxy_env,
+        &["admin", "unlock", email],
+    );
+    assert!(ok && out.contains("unlocked"), "{out}");
+    let (s, _) = call(
+        &c,
+        "POST",
+        format!("{}/auth/login", proxy.base),
+        None,
+        Some(creds("correct horse battery")),
+    )
+    .await;
+    assert_eq!(s, 200, "unlocked by the operator");
+
+    let (ok, out) = operator(
+        &proxy_bin,
+        "config/test/proxy.toml",
+        &proxy_env,
+        &["healthcheck"],
+    );
+    assert!(ok && out.starts_with("healthy"), "{out}");
+    let (ok, out) = operator(
+        &backend_bin,
+        "config/test/backend.toml",
+        &backend_env,
+        &["healthcheck"],
+    );
+    assert!(ok && out.starts_with("healthy"), "{out}");
+
+    let _ = proxy.proc.0.kill();
+    let _ = proxy.proc.0.wait();
+    let (ok, out) = operator(
+        &proxy_bin,
+        "config/test/proxy.toml",
+        &proxy_env,
+        &["healthcheck", "--live"],
+    );
+    assert!(!ok && out.contains("unhealthy"), "{out}");
+    drop(backend);
+    let (ok, out) = operator(
+        &backend_bin,
+        "config/test/backend.toml",
+        &backend_env,
+        &["healthcheck"],
+    );
+    assert!(!ok && out.contains("unhealthy"), "{out}");
 }

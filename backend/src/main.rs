@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use todo_backend::{Application, Config};
 
 #[derive(Parser)]
@@ -26,6 +26,19 @@ struct Cli {
     /// Do not run database migrations at start-up (production runs them as a separate step).
     #[arg(long)]
     no_migrate: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 when the running backend is ready (or alive, with --live); for container health checks.
+    Healthcheck {
+        #[arg(long)]
+        live: bool,
+    },
+    /// Run the database migrations and exit (the release step when `database.migrate = false`).
+    Migrate,
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +56,23 @@ fn main() -> std::process::ExitCode {
             cli.config.display()
         );
         return std::process::ExitCode::SUCCESS;
+    }
+    match cli.command {
+        Some(Command::Healthcheck { live }) => return healthcheck(&config, live),
+        Some(Command::Migrate) => {
+            config.migrate = true;
+            return match migrate(config) {
+                Ok(()) => {
+                    println!("todo-backend: migrations applied");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("todo-backend: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     if cli.no_migrate {
         config.migrate = false;
@@ -65,6 +95,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("starting todo-backend")?;
     tracing::info!(api = %app.local_addr(), admin = %app.admin_addr(), "todo-backend listening");
     app.run(shutdown_signal()).await
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    todo_backend::store::connect(&config.database, &config.pool, true)
+        .await
+        .context("migrating the database")?;
+    Ok(())
+}
+
+/// `todo-backend healthcheck`: asks the running backend's admin listener.
+fn healthcheck(config: &Config, live: bool) -> std::process::ExitCode {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("todo-backend: cannot start a runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    match rt.block_on(todo_backend::healthcheck(config.admin_listen, live)) {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(line) => {
+            eprintln!("{line}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

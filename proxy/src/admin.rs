@@ -16,10 +16,14 @@ use pingora::services::background::BackgroundService;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::gateway::unix_now;
+use crate::gateway::{account_hash, unix_now, unix_now_ms};
+use crate::login::normalise_account;
 use crate::metrics::Metrics;
 use crate::session::SessionStore;
+use crate::throttle::AttemptStore;
 use crate::upstream::Pool;
+
+pub mod client;
 
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +31,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct AdminState {
     pub sessions: Arc<dyn SessionStore>,
+    pub attempts: Arc<dyn AttemptStore>,
     pub pools: Arc<Vec<Pool>>,
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token: compared in constant time, never kept in the clear here.
@@ -49,6 +54,8 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/accounts/{email}", get(account_status))
+        .route("/admin/accounts/{email}/unlock", post(unlock))
         .route("/admin/users/{user_id}/revoke-all", post(revoke_all))
         .route("/admin/tokens/{jti}/revoke", post(revoke_token))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found") })
@@ -125,7 +132,7 @@ fn unauthorised() -> Response {
     r
 }
 
-fn store_down(error: &crate::session::StoreError) -> Response {
+fn store_down(error: &crate::store::StoreError) -> Response {
     tracing::warn!(%error, "admin action failed: store unavailable");
     let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     r.headers_mut()
@@ -173,6 +180,63 @@ async fn revoke_token(
     match s.sessions.revoke_jti(&jti).await {
         Ok(was_live) => {
             tracing::info!(action = "revoke-token", %jti, was_live, "admin: token revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// `GET /admin/accounts/{email}`: the account's throttle state (R-LOGIN-4).
+async fn account_status(
+    State(s): State<AdminState>,
+    Path(email): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(
+            action = "account-status",
+            "admin request refused: bad admin token"
+        );
+        return unauthorised();
+    }
+    let account = normalise_account(&email);
+    let now = unix_now_ms();
+    match s.attempts.account(&account, now).await {
+        Ok(state) => {
+            tracing::info!(action = "account-status", account = %account_hash(&account), "admin: account state read");
+            let blocked = state.blocked_until_ms > now;
+            (
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(serde_json::json!({
+                    "account": account,
+                    "failures": state.fail_count,
+                    "locked": state.locked,
+                    "blocked": blocked,
+                    "blocked_until": blocked.then_some(state.blocked_until_ms / 1000),
+                    "last_failure_at": (state.last_fail_at_ms > 0).then_some(state.last_fail_at_ms / 1000),
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// `POST /admin/accounts/{email}/unlock`: clears every throttle state of the account; 204 whether or
+/// not there was any (R-LOGIN-4).
+async fn unlock(
+    State(s): State<AdminState>,
+    Path(email): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(action = "unlock", "admin request refused: bad admin token");
+        return unauthorised();
+    }
+    let account = normalise_account(&email);
+    match s.attempts.unlock(&account).await {
+        Ok(()) => {
+            tracing::warn!(action = "unlock", account = %account_hash(&account), "admin: account unlocked");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => store_down(&e),

@@ -130,6 +130,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub identity: IdentityConfig,
     pub sessions: SessionsConfig,
+    pub login: crate::throttle::ThrottlePolicy,
     pub max_body_bytes: u64,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
@@ -303,6 +304,8 @@ impl Config {
             p.push("sessions.max_body_bytes: must be between 1 and 65536");
         }
 
+        let login = p.take(login_policy(&raw.login));
+
         if raw.limits.max_body_bytes == 0 {
             p.push("limits.max_body_bytes: must be greater than 0");
         }
@@ -396,6 +399,7 @@ impl Config {
             Some(jwt_key),
             Some(identity_secret),
             Some(log_format),
+            Some(login),
         ) = (
             listen,
             admin_listen,
@@ -404,6 +408,7 @@ impl Config {
             jwt_key,
             identity_secret,
             log_format,
+            login,
         )
         else {
             return Err(ConfigError::single("invalid configuration"));
@@ -450,6 +455,7 @@ impl Config {
                 max_body_bytes: sess.max_body_bytes,
                 verify_timeout: Duration::from_millis(sess.verify_timeout_ms),
             },
+            login,
             max_body_bytes: raw.limits.max_body_bytes,
             upstreams,
             routes,
@@ -457,6 +463,65 @@ impl Config {
             log_filter: raw.log.filter,
         })
     }
+}
+
+/// Upper bound of `login.max_failures`: NIST SP 800-63B 5.2.2 and ASVS V2.2.1 allow at most 100.
+pub const MAX_LOGIN_FAILURES: u32 = 100;
+
+fn login_policy(l: &raw::RawLogin) -> Result<crate::throttle::ThrottlePolicy, String> {
+    let mut problems = Vec::new();
+    if l.backoff_after == 0 {
+        problems.push("login.backoff_after: must be at least 1".to_owned());
+    }
+    if l.max_failures == 0 || l.max_failures > MAX_LOGIN_FAILURES {
+        problems.push(format!(
+            "login.max_failures: must be between 1 and {MAX_LOGIN_FAILURES}"
+        ));
+    }
+    if l.max_failures < l.backoff_after {
+        problems.push("login.max_failures: must not be below login.backoff_after".to_owned());
+    }
+    for (key, v) in [
+        ("login.backoff_base_seconds", l.backoff_base_seconds),
+        ("login.max_wait_seconds", l.max_wait_seconds),
+        ("login.failure_reset_seconds", l.failure_reset_seconds),
+        ("login.inflight_lease_ms", l.inflight_lease_ms),
+        ("login.ip.window_seconds", l.ip.window_seconds),
+        ("login.ip.ban_seconds", l.ip.ban_seconds),
+    ] {
+        if v == 0 {
+            problems.push(format!("{key}: must be greater than 0"));
+        }
+    }
+    if l.max_wait_seconds < l.backoff_base_seconds {
+        problems.push(
+            "login.max_wait_seconds: must not be below login.backoff_base_seconds".to_owned(),
+        );
+    }
+    if l.ip.max_failures == 0
+        || l.ip.rate_per_minute == 0
+        || l.global.attack_threshold_per_minute == 0
+    {
+        problems.push("login.ip.max_failures, login.ip.rate_per_minute and login.global.attack_threshold_per_minute: must be at least 1".to_owned());
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    Ok(crate::throttle::ThrottlePolicy {
+        backoff_after: l.backoff_after,
+        backoff_base_ms: ms(l.backoff_base_seconds),
+        max_wait_ms: ms(l.max_wait_seconds),
+        max_failures: l.max_failures,
+        permanent_lock: l.permanent_lock,
+        failure_reset_ms: ms(l.failure_reset_seconds),
+        inflight_lease_ms: i64::try_from(l.inflight_lease_ms).unwrap_or(i64::MAX),
+        ip_max_failures: l.ip.max_failures,
+        ip_window_ms: ms(l.ip.window_seconds),
+        ip_ban_ms: ms(l.ip.ban_seconds),
+        ip_rate_per_minute: l.ip.rate_per_minute,
+        attack_threshold_per_minute: l.global.attack_threshold_per_minute,
+    })
 }
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, String> {
@@ -603,6 +668,26 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key} missing from:\n{err}");
         }
+    }
+
+    #[test]
+    fn login_defaults_are_the_security_table_and_the_test_profile_counts_in_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let prod = Config::load(&profile("prod"), &mounted(dir.path(), true)).unwrap();
+        assert_eq!(prod.login, crate::throttle::ThrottlePolicy::default());
+        let test = Config::load(&profile("test"), &HashMap::new()).unwrap();
+        assert_eq!(
+            (test.login.backoff_base_ms, test.login.max_wait_ms),
+            (1_000, 60_000)
+        );
+        let err = Config::from_toml(
+            "[jwt]\n[identity]\n[login]\nmax_failures = 101\n",
+            &HashMap::new(),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("login.max_failures"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum ProxyError {
     InvalidToken,
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// Login throttled (backoff, lock, in flight, per-IP); one shape for every reason (R-LOGIN-5).
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("store unavailable")]
     Unavailable,
     #[error("no healthy upstream")]
@@ -58,6 +61,7 @@ impl ProxyError {
             Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -76,6 +80,7 @@ impl ProxyError {
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::Unavailable => "unavailable",
             Self::BadGateway => "bad_gateway",
             Self::GatewayTimeout => "gateway_timeout",
@@ -105,6 +110,9 @@ impl ProxyError {
             )),
             Self::Unavailable => {
                 headers.push(("retry-after", UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
+            }
+            Self::TooManyAttempts { retry_after_secs } => {
+                headers.push(("retry-after", retry_after_secs.to_string()));
             }
             _ => {}
         }

@@ -19,10 +19,13 @@ use crate::config::{AuthMode, SessionsConfig};
 use crate::context::{Handler, RequestCtx};
 use crate::error::ProxyError;
 use crate::identity::{self, Asserter, IpNet};
-use crate::login::{normalise_account, CredentialClient, LoginRequest, VerifyError};
+use crate::login::{
+    email_of_malformed, normalise_account, CredentialClient, LoginRequest, VerifyError,
+};
 use crate::metrics::{bounded_method, Metrics};
 use crate::routing::{check_path, RouteTable};
 use crate::session::{SessionStatus, SessionStore, StoreError};
+use crate::throttle::{retry_after_secs, AttemptStore, Begin, Outcome};
 use crate::upstream::Pool;
 
 /// Everything the gateway needs, built once from `Config` in `lib.rs`.
@@ -31,6 +34,7 @@ pub struct Gateway {
     pub(crate) pools: Arc<Vec<Pool>>,
     pub(crate) tokens: TokenService,
     pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) attempts: Arc<dyn AttemptStore>,
     pub(crate) asserter: Asserter,
     pub(crate) credentials: CredentialClient,
     /// Index of the pool whose credential check login calls.
@@ -47,6 +51,13 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The current unix time in milliseconds (the throttle's clock).
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What `admit` decided.
@@ -237,7 +248,8 @@ impl Gateway {
         ProxyError::Unavailable
     }
 
-    /// `POST /auth/login`: strict body, credential check upstream, mint, record the session.
+    /// `POST /auth/login`: strict body, throttle check-and-reserve, credential check upstream, record
+    /// the outcome, then mint and record the session (R-LOGIN, DESIGN.md section 3).
     async fn login(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         if session.req_header().method != Method::POST {
             return Err(ProxyError::MethodNotAllowed {
@@ -248,19 +260,66 @@ impl Gateway {
         ctx.body_limit = max;
         check_content_length(session.req_header(), max)?;
         let body = read_body_capped(session, ctx, max).await?;
-        let Some(req) = LoginRequest::parse(&body) else {
+        let parsed = LoginRequest::parse(&body);
+        let email = match &parsed {
+            Some(req) => Some(req.email.clone()),
+            None => email_of_malformed(&body),
+        };
+        let Some(email) = email else {
             self.metrics
                 .login_attempts
                 .with_label_values(&["bad_request"])
                 .inc();
             return Err(ProxyError::InvalidRequest);
         };
-        let account = normalise_account(&req.email);
-        let peer = self.pools[self.login_pool]
-            .select()
-            .ok_or(ProxyError::BadGateway)?;
+        let account = normalise_account(&email);
+        let ip = ctx
+            .client_ip
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+
+        // Check and reserve before any verification (R-LOGIN-7): blocked, locked, banned or already in
+        // flight → 429 without calling the upstream, whatever the password (R-LOGIN-2).
+        let begin = self
+            .attempts
+            .begin(&account, &ip, &ctx.request_id, unix_now_ms())
+            .await
+            .map_err(|e| self.store_failed(&e))?;
+        if let Begin::Throttled {
+            reason,
+            retry_after_ms,
+        } = begin
+        {
+            self.metrics
+                .login_attempts
+                .with_label_values(&[reason.result_label()])
+                .inc();
+            tracing::info!(account = %account_hash(&account), ?reason, "login throttled");
+            return Err(ProxyError::TooManyAttempts {
+                retry_after_secs: retry_after_secs(retry_after_ms),
+            });
+        }
+
+        let Some(req) = parsed else {
+            // R-LOGIN-9: a malformed body naming an account counts as one failure for it.
+            self.finish_attempt(&account, &ip, ctx, Outcome::Failure)
+                .await?;
+            self.metrics
+                .login_attempts
+                .with_label_values(&["bad_request"])
+                .inc();
+            return Err(ProxyError::InvalidRequest);
+        };
+        let Some(peer) = self.pools[self.login_pool].select() else {
+            let _ = self
+                .finish_attempt(&account, &ip, ctx, Outcome::Abandoned)
+                .await;
+            return Err(ProxyError::BadGateway);
+        };
+        self.metrics.login_verifications.inc();
         match self.credentials.verify(peer, &req, &ctx.request_id).await {
             Ok(user) => {
+                self.finish_attempt(&account, &ip, ctx, Outcome::Success)
+                    .await?;
                 let now = unix_now();
                 let minted = self
                     .tokens
@@ -290,18 +349,49 @@ impl Gateway {
                 write_json(session, ctx, StatusCode::OK, &[], body.to_string(), false).await
             }
             Err(VerifyError::Refused) => {
+                self.finish_attempt(&account, &ip, ctx, Outcome::Failure)
+                    .await?;
                 self.metrics
                     .login_attempts
                     .with_label_values(&["invalid"])
                     .inc();
-                tracing::info!(account = %account_hash(&account), "login refused");
                 Err(ProxyError::InvalidCredentials)
             }
             Err(VerifyError::Upstream(error)) => {
                 tracing::warn!(%error, "credential check failed");
+                let _ = self
+                    .finish_attempt(&account, &ip, ctx, Outcome::Abandoned)
+                    .await;
                 Err(ProxyError::BadGateway)
             }
         }
+    }
+
+    /// Records a login outcome and releases the in-flight lease; counts and logs lockouts and bans.
+    async fn finish_attempt(
+        &self,
+        account: &str,
+        ip: &str,
+        ctx: &RequestCtx,
+        outcome: Outcome,
+    ) -> Result<(), ProxyError> {
+        let done = self
+            .attempts
+            .finish(account, ip, &ctx.request_id, outcome, unix_now_ms())
+            .await
+            .map_err(|e| self.store_failed(&e))?;
+        let hash = account_hash(account);
+        if done.locked_now {
+            self.metrics.lockouts.inc();
+            tracing::warn!(account = %hash, failures = done.state.fail_count, "account locked after consecutive login failures");
+        } else if done.blocked_now {
+            tracing::info!(account = %hash, failures = done.state.fail_count, blocked_until_ms = done.state.blocked_until_ms, "account temporarily blocked");
+        }
+        if done.ip_banned_now {
+            self.metrics.ip_bans.inc();
+            tracing::warn!(client = %ip, "client IP banned for login failures");
+        }
+        Ok(())
     }
 
     /// `POST /auth/logout` (this token) and `POST /auth/logout-all` (every token of the caller).

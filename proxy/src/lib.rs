@@ -40,6 +40,8 @@ pub mod login;
 pub mod metrics;
 pub mod routing;
 pub mod session;
+pub mod store;
+pub mod throttle;
 pub mod upstream;
 
 pub use config::Config;
@@ -47,6 +49,7 @@ pub use gateway::Gateway;
 
 use crate::config::StoreBackend;
 use crate::session::{MemorySessionStore, RedisSessionStore, SessionStore};
+use crate::throttle::{AttemptStore, MemoryAttemptStore, RedisAttemptStore};
 
 /// A built proxy: the admin listener is bound; the public listener binds when [`EdgeProxy::run`] starts.
 pub struct EdgeProxy {
@@ -81,17 +84,44 @@ pub fn session_store(cfg: &config::StoreConfig) -> anyhow::Result<Arc<dyn Sessio
     })
 }
 
-/// Builds the proxy from a validated config.
-pub fn build(config: Config) -> anyhow::Result<EdgeProxy> {
-    let sessions = session_store(&config.store)?;
-    build_with_store(config, sessions)
+/// Builds the login-throttle store the config asks for (the same backend as sessions).
+pub fn attempt_store(
+    cfg: &config::StoreConfig,
+    policy: &throttle::ThrottlePolicy,
+) -> anyhow::Result<Arc<dyn AttemptStore>> {
+    Ok(match &cfg.backend {
+        StoreBackend::Memory => Arc::new(MemoryAttemptStore::new(policy.clone())),
+        StoreBackend::Redis { url } => Arc::new(
+            RedisAttemptStore::new(url, &cfg.key_prefix, cfg.timeout, policy.clone())
+                .context("configuring the Redis attempt store")?,
+        ),
+    })
 }
 
-/// Like [`build`] with a session store the caller made (tests share one between proxies).
-pub fn build_with_store(
-    config: Config,
-    sessions: Arc<dyn SessionStore>,
-) -> anyhow::Result<EdgeProxy> {
+/// The stores a proxy uses; replicas share them through Redis.
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub attempts: Arc<dyn AttemptStore>,
+}
+
+impl Stores {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            sessions: session_store(&config.store)?,
+            attempts: attempt_store(&config.store, &config.login)?,
+        })
+    }
+}
+
+/// Builds the proxy from a validated config.
+pub fn build(config: Config) -> anyhow::Result<EdgeProxy> {
+    let stores = Stores::from_config(&config)?;
+    build_with_stores(config, stores)
+}
+
+/// Like [`build`] with stores the caller made (tests share them between proxies).
+pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeProxy> {
+    let Stores { sessions, attempts } = stores;
     let mut conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -121,6 +151,7 @@ pub fn build_with_store(
         pools: Arc::clone(&pools),
         tokens: auth::TokenService::from_config(&config.jwt),
         sessions: Arc::clone(&sessions),
+        attempts: Arc::clone(&attempts),
         asserter: identity::Asserter::from_config(&config.identity),
         credentials: login::CredentialClient::new(
             &config.sessions.verify_path,
@@ -146,6 +177,7 @@ pub fn build_with_store(
         .context("reading the admin address")?;
     let admin_state = admin::AdminState {
         sessions,
+        attempts,
         pools,
         metrics,
         token_digest: admin::AdminState::token_digest(&config.admin.token),

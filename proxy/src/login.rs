@@ -39,6 +39,17 @@ impl LoginRequest {
     }
 }
 
+/// The email of a login body that is not a valid login (R-LOGIN-9), so the attempt can still be
+/// counted as one failure for that account: only when the body is a JSON object whose `email` is a
+/// string of acceptable length.
+pub fn email_of_malformed(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let email = v.as_object()?.get("email")?.as_str()?;
+    (1..=MAX_EMAIL_CHARS)
+        .contains(&email.chars().count())
+        .then(|| email.to_owned())
+}
+
 /// The account key for throttling and logs: NFKC, trimmed, lower-case (R-LOGIN-6).
 pub fn normalise_account(email: &str) -> String {
     email.nfkc().collect::<String>().trim().to_lowercase()
@@ -150,6 +161,21 @@ mod tests {
             "x".repeat(1025)
         );
         assert!(LoginRequest::parse(long.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn a_malformed_login_still_names_its_account_when_it_can() {
+        assert_eq!(
+            email_of_malformed(br#"{"email":"a@example.com","password":5}"#).as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(
+            email_of_malformed(br#"{"email":"a@example.com","extra":true}"#).as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(email_of_malformed(br#"{"email":["a@example.com"]}"#), None);
+        assert_eq!(email_of_malformed(br#"["a@example.com"]"#), None);
+        assert_eq!(email_of_malformed(b"garbage"), None);
     }
 
     #[test]

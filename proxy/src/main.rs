@@ -1,9 +1,11 @@
-//! The `edge-proxy` binary: parse flags, load config, run. Everything else is in `lib.rs`.
+//! The `edge-proxy` binary: parse flags, load config, then run the proxy or one operator command.
+//! Everything else is in `lib.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use edge_proxy::admin::client::{self, AdminCommand};
 use edge_proxy::Config;
 use pingora::server::RunArgs;
 
@@ -13,6 +15,7 @@ struct Cli {
     /// Config file (TOML); env overrides use EDGE_PROXY__SECTION__KEY.
     #[arg(
         long,
+        global = true,
         env = "EDGE_PROXY_CONFIG",
         default_value = "config/dev/proxy.toml"
     )]
@@ -20,6 +23,34 @@ struct Cli {
     /// Validate the configuration and exit (0 valid, 1 invalid).
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call the admin API of the running proxy (address and token from the config).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Exit 0 when the running proxy is ready (or alive, with --live); for container health checks.
+    Healthcheck {
+        #[arg(long)]
+        live: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Show an account's login-throttle state.
+    Status { email: String },
+    /// Clear an account's failures, block and lock.
+    Unlock { email: String },
+    /// Revoke every session of a user.
+    RevokeUser { user_id: String },
+    /// Revoke one token by its jti.
+    RevokeToken { jti: String },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +69,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    match cli.command {
+        None => serve(config),
+        Some(cmd) => operate(&config, cmd),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
     edge_proxy::init_tracing(config.log_format, &config.log_filter);
     tracing::info!(?config, "starting edge-proxy");
     let listen = config.listen;
@@ -50,6 +88,40 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("edge-proxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn operate(config: &Config, cmd: Command) -> ExitCode {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("edge-proxy: cannot start a runtime");
+        return ExitCode::FAILURE;
+    };
+    let result = rt.block_on(async {
+        match cmd {
+            Command::Healthcheck { live } => client::healthcheck(&config.admin, live).await,
+            Command::Admin { action } => {
+                let cmd = match action {
+                    AdminAction::Status { email } => AdminCommand::Status { email },
+                    AdminAction::Unlock { email } => AdminCommand::Unlock { email },
+                    AdminAction::RevokeUser { user_id } => AdminCommand::RevokeUser { user_id },
+                    AdminAction::RevokeToken { jti } => AdminCommand::RevokeToken { jti },
+                };
+                client::run(&config.admin, &cmd).await
+            }
+        }
+    });
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-proxy: {e}");
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub auth_failures: IntCounterVec,
     pub login_attempts: IntCounterVec,
+    pub login_verifications: IntCounter,
+    pub lockouts: IntCounter,
+    pub ip_bans: IntCounter,
     pub body_limit_rejections: IntCounter,
     pub store_errors: IntCounter,
 }
@@ -56,6 +59,18 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let login_verifications = IntCounter::new(
+            "edge_proxy_login_verifications_total",
+            "Credential checks sent to the upstream",
+        )?;
+        let lockouts = IntCounter::new(
+            "edge_proxy_lockouts_total",
+            "Accounts locked (or long-blocked) by consecutive login failures",
+        )?;
+        let ip_bans = IntCounter::new(
+            "edge_proxy_ip_bans_total",
+            "Client IPs banned for login failures",
+        )?;
         let body_limit_rejections = IntCounter::new(
             "edge_proxy_body_limit_rejections_total",
             "Requests refused for exceeding their body limit",
@@ -68,6 +83,9 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(login_attempts.clone()))?;
+        registry.register(Box::new(login_verifications.clone()))?;
+        registry.register(Box::new(lockouts.clone()))?;
+        registry.register(Box::new(ip_bans.clone()))?;
         registry.register(Box::new(body_limit_rejections.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         Ok(Self {
@@ -76,6 +94,9 @@ impl Metrics {
             request_duration,
             auth_failures,
             login_attempts,
+            login_verifications,
+            lockouts,
+            ip_bans,
             body_limit_rejections,
             store_errors,
         })

@@ -11,12 +11,7 @@ mod redis;
 pub use self::memory::MemorySessionStore;
 pub use self::redis::RedisSessionStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store could not be reached or did not answer in time; callers fail closed (503).
-    #[error("session store unavailable: {0}")]
-    Unavailable(String),
-}
+pub use crate::store::StoreError;
 
 /// What the store says about a presented token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
@@ -244,6 +246,72 @@ impl Default for RawLog {
         Self {
             format: "pretty".into(),
             filter: "info".into(),
+        }
+    }
+}
+
+/// Login throttling (SECURITY.md R-LOGIN); defaults are the table there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogin {
+    pub backoff_after: u32,
+    pub backoff_base_seconds: u64,
+    pub max_wait_seconds: u64,
+    pub max_failures: u32,
+    /// `true`: the N-th failure locks until an admin unlocks; `false`: it blocks for `max_wait`.
+    pub permanent_lock: bool,
+    pub failure_reset_seconds: u64,
+    pub inflight_lease_ms: u64,
+    pub ip: RawLoginIp,
+    pub global: RawLoginGlobal,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        Self {
+            backoff_after: 3,
+            backoff_base_seconds: 60,
+            max_wait_seconds: 3_600,
+            max_failures: 10,
+            permanent_lock: true,
+            failure_reset_seconds: 12 * 3_600,
+            inflight_lease_ms: 5_000,
+            ip: RawLoginIp::default(),
+            global: RawLoginGlobal::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginIp {
+    pub max_failures: u32,
+    pub window_seconds: u64,
+    pub ban_seconds: u64,
+    pub rate_per_minute: u32,
+}
+
+impl Default for RawLoginIp {
+    fn default() -> Self {
+        Self {
+            max_failures: 20,
+            window_seconds: 600,
+            ban_seconds: 900,
+            rate_per_minute: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginGlobal {
+    pub attack_threshold_per_minute: u32,
+}
+
+impl Default for RawLoginGlobal {
+    fn default() -> Self {
+        Self {
+            attack_threshold_per_minute: 300,
         }
     }
 }

@@ -13,12 +13,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::OnceCell;
+use secrecy::SecretString;
 
 use super::{SessionStatus, SessionStore, StoreError};
+use crate::store::RedisConnector;
 
 const INSERT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
@@ -56,10 +55,8 @@ return 1
 ";
 
 pub struct RedisSessionStore {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: RedisConnector,
     prefix: String,
-    timeout: Duration,
     insert: Script,
     revoke: Script,
     revoke_all: Script,
@@ -69,50 +66,14 @@ pub struct RedisSessionStore {
 impl RedisSessionStore {
     /// Prepares the store; the connection is made on first use (and re-made after outages).
     pub fn new(url: &SecretString, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url.expose_secret())
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis url: {:?}", e.kind())))?;
         Ok(Self {
-            client,
-            conn: OnceCell::new(),
+            redis: RedisConnector::new(url, timeout)?,
             prefix: prefix.to_owned(),
-            timeout,
             insert: Script::new(INSERT),
             revoke: Script::new(REVOKE),
             revoke_all: Script::new(REVOKE_ALL),
             revoke_jti: Script::new(REVOKE_JTI),
         })
-    }
-
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout)
-                    .set_number_of_retries(1)
-                    .set_max_delay(1_000);
-                tokio::time::timeout(
-                    self.timeout * 2,
-                    ConnectionManager::new_with_config(self.client.clone(), config),
-                )
-                .await
-                .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
-                .map_err(unavailable)
-            })
-            .await?;
-        Ok(conn.clone())
-    }
-
-    /// Runs one store operation with the configured deadline; slow counts as unavailable.
-    async fn within<T>(
-        &self,
-        op: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, op)
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out".into()))?
-            .map_err(unavailable)
     }
 
     fn jti_key(&self, jti: &str) -> String {
@@ -126,17 +87,13 @@ impl RedisSessionStore {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 #[async_trait]
 impl SessionStore for RedisSessionStore {
     async fn insert(&self, jti: &str, sub: &str, exp: i64, _now: i64) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn().await?;
         let mut inv = self.insert.key(self.jti_key(jti));
         inv.key(self.user_key(sub)).arg(sub).arg(exp).arg(jti);
-        self.within(inv.invoke_async::<i64>(&mut c)).await?;
+        self.redis.within(inv.invoke_async::<i64>(&mut c)).await?;
         Ok(())
     }
 
@@ -147,8 +104,9 @@ impl SessionStore for RedisSessionStore {
         iat: i64,
         _now: i64,
     ) -> Result<SessionStatus, StoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn().await?;
         let (owner, nbf): (Option<String>, Option<i64>) = self
+            .redis
             .within(
                 redis::cmd("MGET")
                     .arg(self.jti_key(jti))
@@ -166,35 +124,36 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn revoke(&self, jti: &str, sub: &str) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn().await?;
         let mut inv = self.revoke.key(self.jti_key(jti));
         inv.key(self.user_key(sub)).arg(sub).arg(jti);
-        self.within(inv.invoke_async::<i64>(&mut c)).await?;
+        self.redis.within(inv.invoke_async::<i64>(&mut c)).await?;
         Ok(())
     }
 
     async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn().await?;
         let mut inv = self.revoke_all.key(self.user_key(sub));
         inv.key(self.nbf_key(sub))
             .arg(format!("{}jwt:jti:", self.prefix))
             .arg(now)
             .arg(now + max_lifetime);
-        self.within(inv.invoke_async::<i64>(&mut c)).await?;
+        self.redis.within(inv.invoke_async::<i64>(&mut c)).await?;
         Ok(())
     }
 
     async fn revoke_jti(&self, jti: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn().await?;
         let mut inv = self.revoke_jti.key(self.jti_key(jti));
         inv.arg(format!("{}jwt:user:", self.prefix)).arg(jti);
-        let n: i64 = self.within(inv.invoke_async(&mut c)).await?;
+        let n: i64 = self.redis.within(inv.invoke_async(&mut c)).await?;
         Ok(n == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
-        self.within(redis::cmd("PING").query_async::<String>(&mut c))
+        let mut c = self.redis.conn().await?;
+        self.redis
+            .within(redis::cmd("PING").query_async::<String>(&mut c))
             .await
             .map(|_| ())
     }

@@ -1,19 +1,13 @@
 //! Black-box tests of the gateway: routing, identity stripping, sessions, failure answers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use edge_proxy::session::{MemorySessionStore, RedisSessionStore};
-use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::harness::{
-    redis_url, user_id_for, RedisPrefix, TestProxy, TestUpstream, ADMIN_TOKEN, IDENTITY_SECRET,
+    redis_stores, redis_url, user_id_for, RedisPrefix, TestProxy, TestUpstream, ADMIN_TOKEN,
+    IDENTITY_SECRET,
 };
-
-fn memory() -> Arc<MemorySessionStore> {
-    Arc::new(MemorySessionStore::new())
-}
 
 #[track_caller]
 fn assert_json_error(
@@ -41,7 +35,7 @@ async fn parts(r: reqwest::Response) -> (u16, reqwest::header::HeaderMap, String
 #[tokio::test]
 async fn unknown_and_internal_paths_are_404_at_the_edge_and_never_reach_the_upstream() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     for path in [
         "/nope",
         "/metrics",
@@ -72,7 +66,7 @@ async fn unknown_and_internal_paths_are_404_at_the_edge_and_never_reach_the_upst
 #[tokio::test]
 async fn client_sent_identity_headers_never_reach_the_upstream() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let token = proxy.token("alice@example.com").await;
     let forged = [
         ("X-User-Id", "admin"),
@@ -163,7 +157,7 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn logout_revokes_only_the_presented_token() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let first = proxy.token("bob@example.com").await;
     let second = proxy.token(" Bob@Example.com ").await;
     assert_eq!(proxy.get("/todos", Some(&first)).await.status(), 200);
@@ -198,7 +192,7 @@ async fn logout_revokes_only_the_presented_token() {
 #[tokio::test]
 async fn login_failures_and_missing_credentials_answer_per_rfc_6750() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let (s, h, b) = parts(proxy.login("carol@example.com", "wrong").await).await;
     assert_json_error(s, &h, &b, 401, "invalid_credentials");
     let r = proxy.get("/todos", None).await;
@@ -260,7 +254,7 @@ async fn login_failures_and_missing_credentials_answer_per_rfc_6750() {
 #[tokio::test]
 async fn an_oversized_declared_body_is_refused_before_the_upstream() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let token = proxy.token("dora@example.com").await;
     let r = proxy
         .client
@@ -282,7 +276,7 @@ async fn an_oversized_declared_body_is_refused_before_the_upstream() {
 #[tokio::test]
 async fn a_dead_upstream_gives_502_json_and_turns_readyz_not_ready() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()));
-    let proxy = TestProxy::start(dead, memory()).await;
+    let proxy = TestProxy::start(dead).await;
     let (s, h, b) = parts(proxy.get("/public/x", None).await).await;
     assert_json_error(s, &h, &b, 502, "bad_gateway");
     // The health check takes the dead peer out; readiness follows.
@@ -317,30 +311,20 @@ async fn a_dead_upstream_gives_502_json_and_turns_readyz_not_ready() {
 #[tokio::test]
 async fn the_upstream_server_version_is_not_shown_and_metrics_are_admin_only() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let r = proxy.get("/public/x", None).await;
     assert!(r.headers().get("server").is_none());
     assert!(r.headers().get("x-request-id").is_some());
-    let text = proxy
-        .client
-        .get(format!("http://{}/metrics", proxy.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains(r#"edge_proxy_requests_total{method="GET",route="public",status="200"} 1"#),
-        "{text}"
-    );
+    let counted = r#"edge_proxy_requests_total{method="GET",route="public",status="200"} 1"#;
+    let text = proxy.metrics_with(counted).await;
+    assert!(text.contains(counted), "{text}");
     assert_eq!(proxy.get("/metrics", None).await.status(), 404);
 }
 
 #[tokio::test]
 async fn admin_revoke_all_needs_the_admin_token_and_ends_every_session() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(up.addr, memory()).await;
+    let proxy = TestProxy::start(up.addr).await;
     let token = proxy.token("erin@example.com").await;
     let url = format!(
         "http://{}/admin/users/{}/revoke-all",
@@ -378,19 +362,10 @@ async fn admin_revoke_all_needs_the_admin_token_and_ends_every_session() {
 async fn a_logout_through_one_proxy_is_honoured_by_another_sharing_redis() {
     let Some(url) = redis_url() else { return };
     let guard = RedisPrefix::new(url.clone());
-    let store = || {
-        Arc::new(
-            RedisSessionStore::new(
-                &SecretString::from(url.clone()),
-                &guard.prefix,
-                Duration::from_secs(1),
-            )
-            .unwrap(),
-        )
-    };
     let up = TestUpstream::start().await;
-    let a = TestProxy::start(up.addr, store()).await;
-    let b = TestProxy::start(up.addr, store()).await;
+    let shared = |c: &edge_proxy::Config| Some(redis_stores(&url, &guard.prefix, c));
+    let a = TestProxy::start_with(up.addr, "", shared).await;
+    let b = TestProxy::start_with(up.addr, "", shared).await;
     let token = a.token("fay@example.com").await;
     let other = b.token("fay@example.com").await;
     assert_eq!(
@@ -410,15 +385,8 @@ async fn a_logout_through_one_proxy_is_honoured_by_another_sharing_redis() {
 #[tokio::test]
 async fn an_unreachable_store_fails_closed_with_503_but_public_routes_work() {
     let up = TestUpstream::start().await;
-    let store = Arc::new(
-        RedisSessionStore::new(
-            &SecretString::from(format!("redis://127.0.0.1:{}", crate::harness::free_port())),
-            "x:",
-            Duration::from_millis(200),
-        )
-        .unwrap(),
-    );
-    let proxy = TestProxy::start(up.addr, store).await;
+    let dead = format!("redis://127.0.0.1:{}", crate::harness::free_port());
+    let proxy = TestProxy::start_with(up.addr, "", |c| Some(redis_stores(&dead, "x:", c))).await;
     let r = proxy
         .login("gus@example.com", crate::harness::PASSWORD)
         .await;

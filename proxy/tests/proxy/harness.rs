@@ -10,8 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use edge_proxy::session::SessionStore;
-use edge_proxy::Config;
+use edge_proxy::{Config, Stores};
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -105,6 +104,15 @@ impl TestUpstream {
         Self { addr, seen }
     }
 
+    /// Credential checks that reached the upstream.
+    pub fn verifications(&self) -> usize {
+        self.seen
+            .all()
+            .iter()
+            .filter(|s| s.path == "/internal/credentials/verify")
+            .count()
+    }
+
     /// Requests that reached the upstream other than credential checks.
     pub fn forwarded(&self) -> Vec<Seen> {
         self.seen
@@ -125,7 +133,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The proxy config used by the tests, pointing at `upstream`.
-pub fn config_toml(listen: u16, upstream: SocketAddr, store: &str) -> String {
+pub fn config_toml(listen: u16, upstream: SocketAddr) -> String {
     format!(
         r#"
 listen = "127.0.0.1:{listen}"
@@ -136,7 +144,6 @@ graceful_shutdown_timeout_seconds = 1
 [admin]
 listen = "127.0.0.1:0"
 token = "{ADMIN_TOKEN}"
-{store}
 [jwt]
 key = "{JWT_KEY}"
 realm = "test"
@@ -180,23 +187,27 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
-    pub async fn start(upstream: SocketAddr, sessions: Arc<dyn SessionStore>) -> Self {
-        Self::start_with(upstream, sessions, "").await
+    /// A proxy with in-memory stores.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_with(upstream, "", |_| None).await
     }
 
+    /// A proxy with `extra` TOML appended to the test config; `stores` may supply shared stores
+    /// (default: in-memory ones built from the config).
     pub async fn start_with(
         upstream: SocketAddr,
-        sessions: Arc<dyn SessionStore>,
-        store_toml: &str,
+        extra: &str,
+        stores: impl FnOnce(&Config) -> Option<Stores>,
     ) -> Self {
         let port = free_port();
-        let cfg = Config::from_toml(
-            &config_toml(port, upstream, store_toml),
-            &Default::default(),
-            std::path::Path::new("."),
-        )
-        .expect("test config is valid");
-        let proxy = edge_proxy::build_with_store(cfg, sessions).expect("proxy builds");
+        let text = format!("{}\n{extra}", config_toml(port, upstream));
+        let cfg = Config::from_toml(&text, &Default::default(), std::path::Path::new("."))
+            .expect("test config is valid");
+        let stores = match stores(&cfg) {
+            Some(s) => s,
+            None => Stores::from_config(&cfg).unwrap(),
+        };
+        let proxy = edge_proxy::build_with_stores(cfg, stores).expect("proxy builds");
         let (addr, admin) = (proxy.listen_addr(), proxy.admin_addr());
         let (stop, rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
@@ -246,6 +257,33 @@ impl TestProxy {
             r = r.bearer_auth(t);
         }
         r.send().await.unwrap()
+    }
+
+    /// Verification calls that reached the upstream's credential check.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The metrics text once it contains `needle`. Request counters are recorded in pingora's
+    /// `logging` phase, which may run just after the client got its response, so poll (bounded).
+    pub async fn metrics_with(&self, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self
+                .client
+                .get(self.admin_url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains(needle) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        text
     }
 
     pub async fn post(&self, path: &str, token: &str) -> reqwest::Response {
@@ -310,5 +348,26 @@ impl Drop for RedisPrefix {
                 }
             }
         }
+    }
+}
+
+/// Stores sharing one Redis under `prefix`, as two proxy replicas would.
+pub fn redis_stores(url: &str, prefix: &str, cfg: &Config) -> Stores {
+    use secrecy::SecretString;
+    let url = SecretString::from(url.to_owned());
+    Stores {
+        sessions: Arc::new(
+            edge_proxy::session::RedisSessionStore::new(&url, prefix, Duration::from_secs(1))
+                .unwrap(),
+        ),
+        attempts: Arc::new(
+            edge_proxy::throttle::RedisAttemptStore::new(
+                &url,
+                prefix,
+                Duration::from_secs(1),
+                cfg.login.clone(),
+            )
+            .unwrap(),
+        ),
     }
 }

@@ -8,3 +8,5 @@
 mod gateway;
 mod harness;
 mod session_contract;
+mod throttle;
+mod throttle_contract;
