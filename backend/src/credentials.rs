@@ -33,6 +33,8 @@ pub struct Passwords {
     argon: Argon2<'static>,
     dummy_hash: String,
     permits: Semaphore,
+    /// Argon2 computations done (hashes and verifications, dummy ones included).
+    computed: std::sync::atomic::AtomicU64,
 }
 
 impl Passwords {
@@ -49,7 +51,13 @@ impl Passwords {
             argon,
             dummy_hash,
             permits: Semaphore::new(cfg.max_concurrent_hashes),
+            computed: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// How many argon2 computations ran; every credential check must add exactly one.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A PHC string for a new password.
@@ -61,6 +69,8 @@ impl Passwords {
             .map_err(|_| CredentialError::Closed)?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            this.computed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let salt = SaltString::generate(&mut OsRng);
             this.argon
                 .hash_password(password.as_bytes(), &salt)
@@ -85,19 +95,23 @@ impl Passwords {
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let phc = stored.unwrap_or_else(|| this.dummy_hash.clone());
-            let Ok(parsed) = PasswordHash::new(&phc) else {
-                // A corrupt stored hash: still spend the work, then refuse.
-                let dummy = PasswordHash::new(&this.dummy_hash).ok();
-                if let Some(d) = dummy {
-                    let _ = this.argon.verify_password(password.as_bytes(), &d);
-                }
-                return false;
+            // A corrupt stored hash still costs one verification (against the dummy), then refuses.
+            let (parsed, usable) = match PasswordHash::new(&phc) {
+                Ok(p) => (p, known),
+                Err(_) => match PasswordHash::new(&this.dummy_hash) {
+                    Ok(p) => (p, false),
+                    Err(_) => return false,
+                },
             };
-            known
-                && this
-                    .argon
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
+            // Always run the verification, and only then look at `usable`: testing `usable` first
+            // would skip the work for unknown accounts and let the answer's timing tell.
+            this.computed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let matches = this
+                .argon
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            matches && usable
         })
         .await
         .map_err(CredentialError::from)
@@ -154,5 +168,23 @@ mod tests {
             .verify(Some("not a phc string".into()), "x".into())
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn unknown_and_corrupt_accounts_cost_the_same_argon2_work_as_known_ones() {
+        let p = cheap();
+        let known = p.hash("correct horse".into()).await.unwrap();
+        let before = p.computed();
+        let _ = p.verify(Some(known), "wrong".into()).await.unwrap();
+        let _ = p.verify(None, "wrong".into()).await.unwrap();
+        let _ = p
+            .verify(Some("corrupt".into()), "wrong".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            p.computed() - before,
+            3,
+            "one verification each, whether the account exists or not"
+        );
     }
 }
