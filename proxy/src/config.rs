@@ -131,6 +131,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub sessions: SessionsConfig,
     pub login: crate::throttle::ThrottlePolicy,
+    /// `login.max_concurrent_checks`: credential checks in flight per proxy.
+    pub max_concurrent_checks: usize,
     pub max_body_bytes: u64,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
@@ -305,6 +307,9 @@ impl Config {
         }
 
         let login = p.take(login_policy(&raw.login));
+        if raw.login.max_concurrent_checks == 0 {
+            p.push("login.max_concurrent_checks: must be at least 1");
+        }
 
         if raw.limits.max_body_bytes == 0 {
             p.push("limits.max_body_bytes: must be greater than 0");
@@ -456,6 +461,7 @@ impl Config {
                 verify_timeout: Duration::from_millis(sess.verify_timeout_ms),
             },
             login,
+            max_concurrent_checks: raw.login.max_concurrent_checks,
             max_body_bytes: raw.limits.max_body_bytes,
             upstreams,
             routes,

@@ -35,6 +35,9 @@ pub struct Gateway {
     pub(crate) tokens: TokenService,
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) attempts: Arc<dyn AttemptStore>,
+    /// Bounds credential checks in flight from this proxy, so a distributed spray (a fresh account
+    /// and IP per request) cannot queue unbounded password-hashing work at the upstream.
+    pub(crate) check_permits: tokio::sync::Semaphore,
     pub(crate) asserter: Asserter,
     pub(crate) credentials: CredentialClient,
     /// Index of the pool whose credential check login calls.
@@ -276,6 +279,17 @@ impl Gateway {
         let ip = ctx
             .client_ip
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        // Held until the check is recorded; refused before any state is touched.
+        let Ok(_permit) = self.check_permits.try_acquire() else {
+            self.metrics
+                .login_attempts
+                .with_label_values(&["throttled"])
+                .inc();
+            tracing::warn!("login refused: credential checks at capacity");
+            return Err(ProxyError::TooManyAttempts {
+                retry_after_secs: 1,
+            });
+        };
 
         // Check and reserve before any verification (R-LOGIN-7): blocked, locked, banned or already in
         // flight → 429 without calling the upstream, whatever the password (R-LOGIN-2).

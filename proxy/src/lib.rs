@@ -152,6 +152,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         tokens: auth::TokenService::from_config(&config.jwt),
         sessions: Arc::clone(&sessions),
         attempts: Arc::clone(&attempts),
+        check_permits: tokio::sync::Semaphore::new(config.max_concurrent_checks),
         asserter: identity::Asserter::from_config(&config.identity),
         credentials: login::CredentialClient::new(
             &config.sessions.verify_path,

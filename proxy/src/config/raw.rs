@@ -262,6 +262,8 @@ pub struct RawLogin {
     pub permanent_lock: bool,
     pub failure_reset_seconds: u64,
     pub inflight_lease_ms: u64,
+    /// Credential checks one proxy runs at once; beyond it, logins get 429 before anything is counted.
+    pub max_concurrent_checks: usize,
     pub ip: RawLoginIp,
     pub global: RawLoginGlobal,
 }
@@ -276,6 +278,7 @@ impl Default for RawLogin {
             permanent_lock: true,
             failure_reset_seconds: 12 * 3_600,
             inflight_lease_ms: 5_000,
+            max_concurrent_checks: 16,
             ip: RawLoginIp::default(),
             global: RawLoginGlobal::default(),
         }
