@@ -527,3 +527,130 @@ async fn operators_unlock_accounts_and_check_health_with_the_binaries() {
     );
     assert!(!ok && out.contains("unhealthy"), "{out}");
 }
+
+/// Starts a binary with its stdout captured line by line.
+fn spawn_logged(
+    bin: &Path,
+    config: &str,
+    env: &[(String, String)],
+) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(root().join(config))
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// The first JSON log line for which `pick` is true (waits up to 5 s).
+fn find_json(rx: &std::sync::mpsc::Receiver<String>, pick: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("no matching log line within 5 s");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if pick(&v) {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_with_the_request_id_and_the_trace_reaches_the_backend() {
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_bin, backend_bin) = binaries();
+    let (api, admin, public, padmin) = (free_port(), free_port(), free_port(), free_port());
+    let (_backend, backend_log) = spawn_logged(
+        &backend_bin,
+        "config/test/backend.toml",
+        &[
+            (
+                "TODO_BACKEND__SERVER__LISTEN".into(),
+                format!("127.0.0.1:{api}"),
+            ),
+            (
+                "TODO_BACKEND__ADMIN__LISTEN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
+            (
+                "TODO_BACKEND__DATABASE__URL".into(),
+                format!("sqlite:{}", dir.path().join("t.db").display()),
+            ),
+            ("TODO_BACKEND__LOG__FORMAT".into(), "json".into()),
+            (
+                "TODO_BACKEND__LOG__FILTER".into(),
+                "info,tower_http=debug".into(),
+            ),
+        ],
+    );
+    wait_ready(&c, &format!("http://127.0.0.1:{admin}/health/ready")).await;
+    let (_proxy, proxy_log) = spawn_logged(
+        &proxy_bin,
+        "config/test/proxy.toml",
+        &[
+            ("EDGE_PROXY__LISTEN".into(), format!("127.0.0.1:{public}")),
+            (
+                "EDGE_PROXY__ADMIN__LISTEN".into(),
+                format!("127.0.0.1:{padmin}"),
+            ),
+            (
+                "EDGE_PROXY__UPSTREAMS__TODO__PEERS".into(),
+                format!("[\"127.0.0.1:{api}\"]"),
+            ),
+            ("EDGE_PROXY__LOG__FORMAT".into(), "json".into()),
+            ("EDGE_PROXY__LOG__FILTER".into(), "info".into()),
+        ],
+    );
+    wait_ready(&c, &format!("http://127.0.0.1:{padmin}/readyz")).await;
+
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = c
+        .get(format!("http://127.0.0.1:{public}/openapi.json"))
+        .header("x-request-id", &request_id)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], request_id.as_str());
+
+    let access = find_json(&proxy_log, |v| {
+        v["target"] == "access" && v["request_id"] == request_id.as_str()
+    });
+    assert_eq!(
+        (access["route"].as_str(), access["status"].as_u64()),
+        (Some("openapi"), Some(200)),
+        "{access}"
+    );
+    assert_eq!(access["trace_id"], trace_id);
+    assert_eq!(access["upstream"], "todo");
+    assert!(access["duration_ms"].as_f64().is_some());
+    let backend = find_json(&backend_log, |v| {
+        v["span"]["request_id"] == request_id.as_str()
+    });
+    assert_eq!(
+        backend["span"]["trace_id"], trace_id,
+        "the trace reached the backend: {backend}"
+    );
+}

@@ -133,14 +133,24 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
         // request (including the 5xx cause) carries its request id.
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), UuidRequestId))
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get(&X_REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-            }))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                    let id = header(X_REQUEST_ID.as_str()).unwrap_or("-");
+                    // The trace id of the proxy's W3C `traceparent` (00-<trace id>-<span id>-<flags>).
+                    let trace_id = header("traceparent")
+                        .and_then(|t| t.split('-').nth(1))
+                        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        trace_id = %trace_id,
+                        method = %req.method(),
+                        path = %req.uri().path()
+                    )
+                }),
+            )
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
             .layer(middleware::from_fn(crate::error::log_internal_errors))
             // A handler that runs past the deadline is cut off with 503 rather than holding the

@@ -105,11 +105,16 @@ impl Application {
     pub async fn with_store(config: Config, store: Arc<dyn store::Store>) -> anyhow::Result<Self> {
         let passwords = credentials::Passwords::from_config(&config.password)
             .context("setting up password hashing")?;
+        let metrics = metrics::Metrics::new().context("registering metrics")?;
+        let store: Arc<dyn store::Store> = Arc::new(store::InstrumentedStore::new(
+            store,
+            metrics.db_query_duration.clone(),
+        ));
         let state = AppState {
             store,
             verifier: Arc::new(identity::AssertionVerifier::new(&config.identity)),
             passwords,
-            metrics: metrics::Metrics::new().context("registering metrics")?,
+            metrics,
         };
         let listener = TcpListener::bind(config.listen)
             .await

@@ -25,6 +25,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pool_connections: IntGaugeVec,
+    pub db_query_duration: HistogramVec,
     pub users_registered: IntCounter,
     pub todos_created: IntCounter,
     pub todos_completed: IntCounter,
@@ -55,6 +56,14 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let db_query_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "todo_backend_db_query_duration_seconds",
+                "Store operations (including pool acquire) by operation",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op"],
+        )?;
         let users_registered =
             IntCounter::new("todo_backend_users_registered_total", "Users registered")?;
         let todos_created = IntCounter::new("todo_backend_todos_created_total", "Todos created")?;
@@ -65,6 +74,7 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
+        registry.register(Box::new(db_query_duration.clone()))?;
         registry.register(Box::new(users_registered.clone()))?;
         registry.register(Box::new(todos_created.clone()))?;
         registry.register(Box::new(todos_completed.clone()))?;
@@ -73,6 +83,7 @@ impl Metrics {
             http_requests,
             http_duration,
             pool_connections,
+            db_query_duration,
             users_registered,
             todos_created,
             todos_completed,

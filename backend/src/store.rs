@@ -14,10 +14,12 @@ use crate::domain::{
     UserCredentials,
 };
 
+mod instrumented;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use instrumented::InstrumentedStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -94,6 +94,12 @@ async fn ready(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    for pool in s.pools.iter() {
+        s.metrics
+            .upstream_healthy_peers
+            .with_label_values(&[&pool.name])
+            .set(i64::try_from(pool.healthy_peers()).unwrap_or(i64::MAX));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

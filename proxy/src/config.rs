@@ -138,6 +138,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub access_log: bool,
+    pub request_metrics: bool,
 }
 
 impl Config {
@@ -467,6 +469,8 @@ impl Config {
             routes,
             log_format,
             log_filter: raw.log.filter,
+            access_log: raw.log.access,
+            request_metrics: raw.metrics.enabled,
         })
     }
 }

@@ -31,6 +31,12 @@ pub struct RequestCtx {
     pub host: Option<String>,
     /// Auth outcome for the access log.
     pub auth: &'static str,
+    /// Holds the in-flight gauge up while the request lives.
+    pub in_flight: Option<crate::metrics::InFlight>,
+    /// When a peer was chosen, for `edge_proxy_upstream_duration_seconds`.
+    pub upstream_started: Option<Instant>,
+    /// W3C trace context sent upstream (continued from the client's or started here).
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 impl RequestCtx {
@@ -45,6 +51,9 @@ impl RequestCtx {
             body_limit: u64::MAX,
             host: None,
             auth: "-",
+            in_flight: None,
+            upstream_started: None,
+            trace: None,
         }
     }
 }

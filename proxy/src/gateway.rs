@@ -22,7 +22,7 @@ use crate::identity::{self, Asserter, IpNet};
 use crate::login::{
     email_of_malformed, normalise_account, CredentialClient, LoginRequest, VerifyError,
 };
-use crate::metrics::{bounded_method, Metrics};
+use crate::metrics::{bounded_method, status_class, Metrics};
 use crate::routing::{check_path, RouteTable};
 use crate::session::{SessionStatus, SessionStore, StoreError};
 use crate::throttle::{retry_after_secs, AttemptStore, Begin, Outcome};
@@ -47,6 +47,8 @@ pub struct Gateway {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keepalive_idle: Duration,
+    pub(crate) access_log: bool,
+    pub(crate) request_metrics: bool,
 }
 
 /// The current unix time in seconds (the clock JWT `iat`/`exp` use).
@@ -177,19 +179,19 @@ impl Gateway {
     ) -> Result<AccessClaims, ProxyError> {
         let claims = self.verified_claims(session, ctx)?;
         let status = self
-            .sessions
-            .status(&claims.jti, &claims.sub, claims.iat, unix_now())
-            .await
-            .map_err(|e| self.store_failed(&e))?;
+            .timed(
+                "session_status",
+                self.sessions
+                    .status(&claims.jti, &claims.sub, claims.iat, unix_now()),
+            )
+            .await?;
         if status == SessionStatus::Revoked {
             ctx.auth = "revoked";
-            self.metrics
-                .auth_failures
-                .with_label_values(&["revoked"])
-                .inc();
+            self.metrics.auth("revoked");
             return Err(ProxyError::InvalidToken);
         }
         ctx.auth = "ok";
+        self.metrics.auth("ok");
         Ok(claims)
     }
 
@@ -210,26 +212,17 @@ impl Gateway {
             Presented::Bearer(t) => t,
             Presented::None => {
                 ctx.auth = "missing";
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&["missing"])
-                    .inc();
+                self.metrics.auth("missing");
                 return Err(ProxyError::MissingToken);
             }
             Presented::OtherScheme => {
                 ctx.auth = "invalid";
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.metrics.auth("invalid");
                 return Err(ProxyError::InvalidToken);
             }
             Presented::Ambiguous => {
                 ctx.auth = "invalid";
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.metrics.auth("invalid");
                 return Err(ProxyError::AmbiguousCredentials);
             }
         };
@@ -237,12 +230,24 @@ impl Gateway {
             .verify(token, unix_now())
             .map_err(|e: AuthError| {
                 ctx.auth = e.reason();
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
+                self.metrics.auth(e.reason());
                 ProxyError::InvalidToken
             })
+    }
+
+    /// Runs one store operation, recording its latency; a failure fails closed (503).
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ProxyError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|e| self.store_failed(&e))
     }
 
     fn store_failed(&self, error: &StoreError) -> ProxyError {
@@ -294,10 +299,12 @@ impl Gateway {
         // Check and reserve before any verification (R-LOGIN-7): blocked, locked, banned or already in
         // flight → 429 without calling the upstream, whatever the password (R-LOGIN-2).
         let begin = self
-            .attempts
-            .begin(&account, &ip, &ctx.request_id, unix_now_ms())
-            .await
-            .map_err(|e| self.store_failed(&e))?;
+            .timed(
+                "login_begin",
+                self.attempts
+                    .begin(&account, &ip, &ctx.request_id, unix_now_ms()),
+            )
+            .await?;
         if let Begin::Throttled {
             reason,
             retry_after_ms,
@@ -342,15 +349,16 @@ impl Gateway {
                         tracing::error!(%error, "minting an access token failed");
                         ProxyError::Internal
                     })?;
-                self.sessions
-                    .insert(
+                self.timed(
+                    "session_insert",
+                    self.sessions.insert(
                         &minted.claims.jti,
                         &minted.claims.sub,
                         minted.claims.exp,
                         now,
-                    )
-                    .await
-                    .map_err(|e| self.store_failed(&e))?;
+                    ),
+                )
+                .await?;
                 self.metrics
                     .login_attempts
                     .with_label_values(&["success"])
@@ -390,10 +398,12 @@ impl Gateway {
         outcome: Outcome,
     ) -> Result<(), ProxyError> {
         let done = self
-            .attempts
-            .finish(account, ip, &ctx.request_id, outcome, unix_now_ms())
-            .await
-            .map_err(|e| self.store_failed(&e))?;
+            .timed(
+                "login_finish",
+                self.attempts
+                    .finish(account, ip, &ctx.request_id, outcome, unix_now_ms()),
+            )
+            .await?;
         let hash = account_hash(account);
         if done.locked_now {
             self.metrics.lockouts.inc();
@@ -425,18 +435,21 @@ impl Gateway {
             // Only a live session may end every session of its user.
             let claims = self.authenticate(session, ctx).await?;
             let max_lifetime = self.tokens.lifetime_secs() + 60;
-            self.sessions
-                .revoke_all(&claims.sub, unix_now(), max_lifetime)
-                .await
-                .map_err(|e| self.store_failed(&e))?;
+            self.timed(
+                "session_revoke_all",
+                self.sessions
+                    .revoke_all(&claims.sub, unix_now(), max_lifetime),
+            )
+            .await?;
             tracing::info!(user = %claims.sub, "logout-all: every session of the user revoked");
         } else {
             // A correctly signed token that is already revoked still gets 204 (RFC 7009 2.2).
             let claims = self.verified_claims(session, ctx)?;
-            self.sessions
-                .revoke(&claims.jti, &claims.sub)
-                .await
-                .map_err(|e| self.store_failed(&e))?;
+            self.timed(
+                "session_revoke",
+                self.sessions.revoke(&claims.jti, &claims.sub),
+            )
+            .await?;
         }
         write_json(
             session,
@@ -456,14 +469,28 @@ impl Gateway {
         ctx: &mut RequestCtx,
         err: &ProxyError,
     ) -> pingora::Result<bool> {
-        if matches!(err, ProxyError::PayloadTooLarge { .. }) {
-            self.metrics.body_limit_rejections.inc();
+        match err {
+            ProxyError::PayloadTooLarge { .. } => self.metrics.body_limit_rejections.inc(),
+            ProxyError::InvalidRequest | ProxyError::InvalidPath => self
+                .metrics
+                .framing_rejections
+                .with_label_values(&[err.code()])
+                .inc(),
+            _ => {}
         }
         let r = err.response(&self.realm);
         // An early answer must not leave unread body bytes on a reused connection (R-HTTP-3).
         let close = has_body(session.req_header()) && !session.is_body_done();
         match write_json(session, ctx, r.status, &r.headers, r.body, close).await {
             Ok(()) | Err(_) => Ok(true),
+        }
+    }
+
+    /// The name of the upstream the request goes to, when it has a route.
+    fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
+        match ctx.handler {
+            Handler::Route(i) => Some(&self.routes.routes()[i].upstream_name),
+            _ => None,
         }
     }
 
@@ -635,6 +662,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         ctx.request_id = request_id(session.req_header());
+        ctx.in_flight = Some(crate::metrics::InFlight::start(&self.metrics.in_flight));
+        ctx.trace = Some(crate::trace::TraceParent::continue_or_start(
+            session
+                .req_header()
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        ));
         session.set_keepalive(Some(self.keepalive_idle.as_secs()));
         Ok(())
     }
@@ -681,6 +716,7 @@ impl ProxyHttp for Gateway {
         let Some(addr) = pool.select() else {
             return Err(Error::explain(ErrorType::ConnectNoRoute, "no healthy peer"));
         };
+        ctx.upstream_started = Some(std::time::Instant::now());
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
@@ -700,6 +736,9 @@ impl ProxyHttp for Gateway {
             up.insert_header("x-forwarded-for", ip.to_string())?;
         }
         up.insert_header("x-forwarded-proto", "http")?;
+        if let Some(trace) = &ctx.trace {
+            up.insert_header("traceparent", trace.to_string())?;
+        }
         if let Some(host) = &ctx.host {
             up.insert_header("x-forwarded-host", host.as_str())?;
         }
@@ -741,6 +780,23 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (Some(started), Some(upstream)) =
+            (ctx.upstream_started.take(), self.upstream_name(ctx))
+        {
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[upstream])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -767,6 +823,14 @@ impl ProxyHttp for Gateway {
                 _ => ProxyError::Internal,
             },
         };
+        if matches!(err, ProxyError::BadGateway | ProxyError::GatewayTimeout) {
+            if let Some(upstream) = self.upstream_name(ctx) {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream])
+                    .inc();
+            }
+        }
         let downstream_gone = e.esource() == &ErrorSource::Downstream
             && matches!(
                 e.etype(),
@@ -802,25 +866,31 @@ impl ProxyHttp for Gateway {
         let route = self.route_label(ctx);
         let method = bounded_method(&session.req_header().method);
         let elapsed = ctx.started.elapsed();
-        self.metrics
-            .requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        let client: Option<IpAddr> = ctx.client_ip;
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.request_id,
-            route,
-            method,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            auth = ctx.auth,
-            client = ?client,
-            "request"
-        );
+        if self.request_metrics {
+            self.metrics
+                .requests
+                .with_label_values(&[route, method, status_class(status)])
+                .inc();
+            self.metrics
+                .request_duration
+                .with_label_values(&[route])
+                .observe(elapsed.as_secs_f64());
+        }
+        if self.access_log {
+            let client: Option<IpAddr> = ctx.client_ip;
+            tracing::info!(
+                target: "access",
+                request_id = %ctx.request_id,
+                trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id()),
+                route,
+                upstream = self.upstream_name(ctx).unwrap_or("-"),
+                method,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                auth = ctx.auth,
+                client = ?client,
+                "request"
+            );
+        }
     }
 }

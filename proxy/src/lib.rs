@@ -42,6 +42,7 @@ pub mod routing;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod trace;
 pub mod upstream;
 
 pub use config::Config;
@@ -165,6 +166,8 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: Arc::clone(&metrics),
         keepalive_idle: config.server.keepalive_idle,
+        access_log: config.access_log,
+        request_metrics: config.request_metrics,
     };
 
     let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "edge-proxy");

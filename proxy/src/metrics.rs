@@ -1,10 +1,15 @@
 //! Prometheus metrics of the proxy, served only on the admin listener (R-OBS-1).
 //! One registry per `Gateway`, not a global, so several proxies in one test process stay separate.
-//! Labels are bounded: route names, methods from a fixed list, status codes, reasons; never ids,
-//! emails, IPs or raw paths (R-OBS-2).
+//! Labels are bounded: route and upstream names from config, methods from a fixed list, status classes,
+//! fixed reason sets; never ids, emails, IPs or raw paths (R-OBS-2).
+//!
+//! The `prometheus` crate (tikv) does the exposition; its registry is per instance and its types are
+//! cheap to clone, which is what a per-`Gateway` registry needs.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Buckets from 50 µs to 10 s: proxy-local work is sub-millisecond and must be told apart from
@@ -16,90 +21,169 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// `route`, `method`, `status` (class: 2xx … 5xx).
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
+    pub in_flight: IntGauge,
+    /// Time from choosing a peer to the upstream's response header, by upstream.
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_healthy_peers: IntGaugeVec,
+    /// `result`: ok, missing, invalid, expired, revoked.
+    pub auth_decisions: IntCounterVec,
+    /// `reason`: the failures of `auth_decisions` (DESIGN.md name).
     pub auth_failures: IntCounterVec,
     pub login_attempts: IntCounterVec,
     pub login_verifications: IntCounter,
     pub lockouts: IntCounter,
     pub ip_bans: IntCounter,
     pub body_limit_rejections: IntCounter,
+    /// Malformed requests refused at the edge (`reason`: invalid_request, invalid_path).
+    pub framing_rejections: IntCounterVec,
+    pub store_duration: HistogramVec,
     pub store_errors: IntCounter,
+}
+
+fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, prometheus::Error> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    register(r, IntCounter::new(name, help)?)
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> Result<HistogramVec, prometheus::Error> {
+    register(
+        r,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            &[label],
+        )?,
+    )
 }
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let r = Registry::new();
+        Ok(Self {
+            requests: counter_vec(
+                &r,
                 "edge_proxy_requests_total",
-                "Requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
+                "Requests by route, method and status class",
+                &["route", "method", "status"],
+            )?,
+            request_duration: histogram(
+                &r,
                 "edge_proxy_request_duration_seconds",
                 "Time from request start to the end of the response, by route",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
+                "route",
+            )?,
+            in_flight: register(
+                &r,
+                IntGauge::new("edge_proxy_requests_in_flight", "Requests being handled")?,
+            )?,
+            upstream_duration: histogram(
+                &r,
+                "edge_proxy_upstream_duration_seconds",
+                "Time from choosing a peer to its response header, by upstream",
+                "upstream",
+            )?,
+            upstream_errors: counter_vec(
+                &r,
+                "edge_proxy_upstream_errors_total",
+                "Failed upstream exchanges (connect, timeout, reset), by upstream",
+                &["upstream"],
+            )?,
+            upstream_healthy_peers: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "edge_proxy_upstream_healthy_peers",
+                        "Peers passing their health check, by upstream",
+                    ),
+                    &["upstream"],
+                )?,
+            )?,
+            auth_decisions: counter_vec(
+                &r,
+                "edge_proxy_auth_decisions_total",
+                "Token checks on protected routes by result",
+                &["result"],
+            )?,
+            auth_failures: counter_vec(
+                &r,
                 "edge_proxy_auth_failures_total",
                 "Refused credentials by reason",
-            ),
-            &["reason"],
-        )?;
-        let login_attempts = IntCounterVec::new(
-            Opts::new(
+                &["reason"],
+            )?,
+            login_attempts: counter_vec(
+                &r,
                 "edge_proxy_login_attempts_total",
                 "Login attempts by result",
-            ),
-            &["result"],
-        )?;
-        let login_verifications = IntCounter::new(
-            "edge_proxy_login_verifications_total",
-            "Credential checks sent to the upstream",
-        )?;
-        let lockouts = IntCounter::new(
-            "edge_proxy_lockouts_total",
-            "Accounts locked (or long-blocked) by consecutive login failures",
-        )?;
-        let ip_bans = IntCounter::new(
-            "edge_proxy_ip_bans_total",
-            "Client IPs banned for login failures",
-        )?;
-        let body_limit_rejections = IntCounter::new(
-            "edge_proxy_body_limit_rejections_total",
-            "Requests refused for exceeding their body limit",
-        )?;
-        let store_errors = IntCounter::new(
-            "edge_proxy_store_errors_total",
-            "Session store operations that failed or timed out",
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(auth_failures.clone()))?;
-        registry.register(Box::new(login_attempts.clone()))?;
-        registry.register(Box::new(login_verifications.clone()))?;
-        registry.register(Box::new(lockouts.clone()))?;
-        registry.register(Box::new(ip_bans.clone()))?;
-        registry.register(Box::new(body_limit_rejections.clone()))?;
-        registry.register(Box::new(store_errors.clone()))?;
-        Ok(Self {
-            registry,
-            requests,
-            request_duration,
-            auth_failures,
-            login_attempts,
-            login_verifications,
-            lockouts,
-            ip_bans,
-            body_limit_rejections,
-            store_errors,
+                &["result"],
+            )?,
+            login_verifications: counter(
+                &r,
+                "edge_proxy_login_verifications_total",
+                "Credential checks sent to the upstream",
+            )?,
+            lockouts: counter(
+                &r,
+                "edge_proxy_lockouts_total",
+                "Accounts locked (or long-blocked) by consecutive login failures",
+            )?,
+            ip_bans: counter(
+                &r,
+                "edge_proxy_ip_bans_total",
+                "Client IPs banned for login failures",
+            )?,
+            body_limit_rejections: counter(
+                &r,
+                "edge_proxy_body_limit_rejections_total",
+                "Requests refused for exceeding their body limit",
+            )?,
+            framing_rejections: counter_vec(
+                &r,
+                "edge_proxy_framing_rejections_total",
+                "Malformed requests refused at the edge",
+                &["reason"],
+            )?,
+            store_duration: histogram(
+                &r,
+                "edge_proxy_store_duration_seconds",
+                "Session and throttle store operations by operation",
+                "op",
+            )?,
+            store_errors: counter(
+                &r,
+                "edge_proxy_store_errors_total",
+                "Store operations that failed or timed out",
+            )?,
+            registry: r,
         })
+    }
+
+    /// Counts an auth decision; failures also go to `edge_proxy_auth_failures_total`.
+    pub fn auth(&self, result: &'static str) {
+        self.auth_decisions.with_label_values(&[result]).inc();
+        if result != "ok" {
+            self.auth_failures.with_label_values(&[result]).inc();
+        }
     }
 
     pub fn render(&self) -> String {
@@ -121,5 +205,33 @@ pub fn bounded_method(m: &http::Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+/// `2xx` … `5xx`; `0xx` when no response was written (the client went away).
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "0xx",
+    }
+}
+
+/// Decrements the in-flight gauge when the request's context is dropped, however the request ends.
+pub struct InFlight(IntGauge);
+
+impl InFlight {
+    pub fn start(g: &IntGauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

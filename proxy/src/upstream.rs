@@ -55,9 +55,18 @@ impl Pool {
             .and_then(|b| b.addr.as_inet().copied())
     }
 
+    /// Peers passing their health check.
+    pub fn healthy_peers(&self) -> usize {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .count()
+    }
+
     /// At least one peer passes its health check.
     pub fn has_healthy_peer(&self) -> bool {
-        let backends = self.lb.backends();
-        backends.get_backend().iter().any(|b| backends.ready(b))
+        self.healthy_peers() > 0
     }
 }

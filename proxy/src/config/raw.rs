@@ -33,6 +33,21 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Per-request metrics (requests, durations) in the logging phase; `false` only to measure their cost.
+    pub enabled: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 fn default_listen() -> String {
@@ -239,6 +254,8 @@ fn default_auth() -> String {
 pub struct RawLog {
     pub format: String,
     pub filter: String,
+    /// One access-log line per request.
+    pub access: bool,
 }
 
 impl Default for RawLog {
@@ -246,6 +263,7 @@ impl Default for RawLog {
         Self {
             format: "pretty".into(),
             filter: "info".into(),
+            access: true,
         }
     }
 }

@@ -315,7 +315,7 @@ async fn the_upstream_server_version_is_not_shown_and_metrics_are_admin_only() {
     let r = proxy.get("/public/x", None).await;
     assert!(r.headers().get("server").is_none());
     assert!(r.headers().get("x-request-id").is_some());
-    let counted = r#"edge_proxy_requests_total{method="GET",route="public",status="200"} 1"#;
+    let counted = r#"edge_proxy_requests_total{method="GET",route="public",status="2xx"} 1"#;
     let text = proxy.metrics_with(counted).await;
     assert!(text.contains(counted), "{text}");
     assert_eq!(proxy.get("/metrics", None).await.status(), 404);
@@ -404,4 +404,42 @@ async fn an_unreachable_store_fails_closed_with_503_but_public_routes_work() {
             .status(),
         503
     );
+}
+
+#[tokio::test]
+async fn trace_context_is_continued_or_started_towards_the_upstream() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(up.addr).await;
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = proxy
+        .client
+        .get(proxy.url("/public/a"))
+        .header("traceparent", client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = proxy
+        .client
+        .get(proxy.url("/public/b"))
+        .header("traceparent", "junk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.forwarded();
+    let continued = seen[0].headers["traceparent"].to_str().unwrap();
+    assert!(
+        continued.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{continued}"
+    );
+    assert_ne!(continued, client, "the proxy's hop gets its own span id");
+    let started = seen[1].headers["traceparent"].to_str().unwrap();
+    let parts: Vec<&str> = started.split('-').collect();
+    assert_eq!(
+        (parts.len(), parts[1].len(), parts[2].len()),
+        (4, 32, 16),
+        "{started}"
+    );
+    assert_eq!(seen[1].headers.get_all("traceparent").iter().count(), 1);
 }

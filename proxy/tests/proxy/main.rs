@@ -7,6 +7,7 @@
 
 mod gateway;
 mod harness;
+mod metrics;
 mod session_contract;
 mod throttle;
 mod throttle_contract;
