@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("loading the backend config")?;
     let proxy_cfg = edge_proxy::Config::load(&cli.profile.join("proxy.toml"), &env)
         .context("loading the proxy config")?;
-    edge_proxy::init_tracing(proxy_cfg.log_format, &proxy_cfg.log_filter);
+    let _log_guard = edge_proxy::init_tracing(proxy_cfg.log_format, &proxy_cfg.log_filter);
 
     // The backend runs on its own runtime thread; pingora owns the main thread.
     let rt = tokio::runtime::Runtime::new().context("starting the backend runtime")?;

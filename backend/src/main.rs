@@ -77,7 +77,7 @@ fn main() -> std::process::ExitCode {
     if cli.no_migrate {
         config.migrate = false;
     }
-    todo_backend::init_tracing(config.log_format, &config.log_filter);
+    let _log_guard = todo_backend::init_tracing(config.log_format, &config.log_filter);
     match run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

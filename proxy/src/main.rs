@@ -76,7 +76,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    edge_proxy::init_tracing(config.log_format, &config.log_filter);
+    let _log_guard = edge_proxy::init_tracing(config.log_format, &config.log_filter);
     tracing::info!(?config, "starting edge-proxy");
     let listen = config.listen;
     match edge_proxy::build(config) {
