@@ -118,6 +118,7 @@ pub struct RouteConfig {
     pub auth: AuthMode,
     pub methods: Vec<Method>,
     pub max_body_bytes: u64,
+    pub cors: Option<std::sync::Arc<crate::cors::CorsPolicy>>,
 }
 
 #[derive(Debug)]
@@ -317,6 +318,23 @@ impl Config {
             p.push("limits.max_body_bytes: must be greater than 0");
         }
 
+        let mut cors = std::collections::HashMap::new();
+        for (name, c) in &raw.cors {
+            match crate::cors::CorsPolicy::from_config(
+                name,
+                &c.allowed_origins,
+                c.allow_credentials,
+                &c.allow_headers,
+                &c.expose_headers,
+                c.max_age_seconds,
+            ) {
+                Ok(policy) => {
+                    cors.insert(name.clone(), std::sync::Arc::new(policy));
+                }
+                Err(errors) => errors.into_iter().for_each(|e| p.push(e)),
+            }
+        }
+
         let mut routes = Vec::new();
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
@@ -373,6 +391,18 @@ impl Config {
                     })
                     .collect(),
             };
+            let route_cors = match &r.cors {
+                None => None,
+                Some(name) => {
+                    let policy = cors.get(name).cloned();
+                    if policy.is_none() && !raw.cors.contains_key(name) {
+                        p.push(format!(
+                            "{key}.cors: no CORS policy named `{name}` (define [cors.{name}])"
+                        ));
+                    }
+                    policy
+                }
+            };
             if r.max_body_bytes == Some(0) {
                 p.push(format!("{key}.max_body_bytes: must be greater than 0"));
             }
@@ -384,6 +414,7 @@ impl Config {
                     auth,
                     methods,
                     max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+                    cors: route_cors,
                 });
             }
         }

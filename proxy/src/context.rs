@@ -37,6 +37,10 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// W3C trace context sent upstream (continued from the client's or started here).
     pub trace: Option<crate::trace::TraceParent>,
+    /// The route has a CORS policy: every answer carries `Vary: Origin` (R-CORS-4).
+    pub cors_route: bool,
+    /// CORS headers for an allowed origin, on proxied and proxy-generated answers alike.
+    pub cors_headers: Vec<(&'static str, String)>,
 }
 
 impl RequestCtx {
@@ -54,6 +58,8 @@ impl RequestCtx {
             in_flight: None,
             upstream_started: None,
             trace: None,
+            cors_route: false,
+            cors_headers: Vec::new(),
         }
     }
 }

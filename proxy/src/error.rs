@@ -28,6 +28,12 @@ pub enum ProxyError {
     /// Login throttled (backoff, lock, in flight, per-IP); one shape for every reason (R-LOGIN-5).
     #[error("too many attempts")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// An unsafe method from an origin the route's CORS policy does not allow (R-CORS-6).
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// A preflight the policy refuses (R-CORS-3): 403 without any `Access-Control-*` header.
+    #[error("preflight refused")]
+    PreflightRefused,
     #[error("store unavailable")]
     Unavailable,
     #[error("no healthy upstream")]
@@ -62,6 +68,7 @@ impl ProxyError {
                 StatusCode::UNAUTHORIZED
             }
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::OriginNotAllowed | Self::PreflightRefused => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -81,6 +88,8 @@ impl ProxyError {
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::PreflightRefused => "cors_preflight_refused",
             Self::Unavailable => "unavailable",
             Self::BadGateway => "bad_gateway",
             Self::GatewayTimeout => "gateway_timeout",

@@ -120,6 +120,14 @@ impl Gateway {
         };
         ctx.handler = Handler::Route(route_idx);
         let route = &self.routes.routes()[route_idx];
+        if let Some(policy) = &route.cors {
+            if self
+                .apply_cors(session, ctx, policy, &route.methods)
+                .await?
+            {
+                return Ok(Admit::Answered);
+            }
+        }
         if !route.methods.contains(&method) {
             return Err(ProxyError::MethodNotAllowed {
                 allow: route.allow.clone(),
@@ -140,6 +148,68 @@ impl Gateway {
             }
         }
         Ok(Admit::Forward)
+    }
+
+    /// Applies the route's CORS policy; `Ok(true)` when a preflight was answered here (never forwarded).
+    async fn apply_cors(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        policy: &crate::cors::CorsPolicy,
+        route_methods: &[Method],
+    ) -> Result<bool, ProxyError> {
+        use crate::cors::Decision;
+        ctx.cors_route = true;
+        let headers = &session.req_header().headers;
+        // A value that is not valid UTF-8 counts as an origin that cannot be allowed.
+        let origins: Vec<&str> = headers
+            .get_all(http::header::ORIGIN)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .collect();
+        let request_method = headers
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok());
+        let request_headers: Vec<&str> = headers
+            .get_all(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let method = session.req_header().method.clone();
+        match policy.decide(
+            &method,
+            &origins,
+            request_method,
+            &request_headers,
+            route_methods,
+        ) {
+            Decision::NotCors | Decision::DisallowedSafe => Ok(false),
+            Decision::Allowed(h) => {
+                ctx.cors_headers = h;
+                Ok(false)
+            }
+            Decision::PreflightAllowed(h) => {
+                ctx.cors_headers = h;
+                write_json(
+                    session,
+                    ctx,
+                    StatusCode::NO_CONTENT,
+                    &[],
+                    String::new(),
+                    false,
+                )
+                .await?;
+                Ok(true)
+            }
+            Decision::RefusedUnsafe => {
+                self.metrics.cors_rejections.inc();
+                Err(ProxyError::OriginNotAllowed)
+            }
+            Decision::PreflightRefused => {
+                self.metrics.cors_rejections.inc();
+                Err(ProxyError::PreflightRefused)
+            }
+        }
     }
 
     /// Client address from the connection; forwarded headers only from trusted proxies (R-LOGIN-8).
@@ -610,8 +680,11 @@ async fn write_json(
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        for (name, value) in headers {
+        for (name, value) in headers.iter().chain(&ctx.cors_headers) {
             resp.insert_header(*name, value.as_str())?;
+        }
+        if ctx.cors_route {
+            resp.append_header(http::header::VARY, "Origin")?;
         }
         if close {
             resp.insert_header(http::header::CONNECTION, "close")?;
@@ -776,6 +849,23 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         // No version strings towards clients (ASVS 4.0.3 V14.3.3).
         while resp.remove_header(&http::header::SERVER).is_some() {}
+        if ctx.cors_route {
+            // The policy, not the upstream, decides CORS on this route.
+            let upstream_cors: Vec<String> = resp
+                .headers
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|k| k.starts_with("access-control-"))
+                .map(str::to_owned)
+                .collect();
+            for name in upstream_cors {
+                while resp.remove_header(name.as_str()).is_some() {}
+            }
+            for (name, value) in &ctx.cors_headers {
+                resp.insert_header(*name, value.as_str())?;
+            }
+            resp.append_header(http::header::VARY, "Origin")?;
+        }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub lockouts: IntCounter,
     pub ip_bans: IntCounter,
     pub body_limit_rejections: IntCounter,
+    /// Refused preflights and unsafe requests from disallowed origins.
+    pub cors_rejections: IntCounter,
     /// Malformed requests refused at the edge (`reason`: invalid_request, invalid_path).
     pub framing_rejections: IntCounterVec,
     pub store_duration: HistogramVec,
@@ -156,6 +158,11 @@ impl Metrics {
                 &r,
                 "edge_proxy_body_limit_rejections_total",
                 "Requests refused for exceeding their body limit",
+            )?,
+            cors_rejections: counter(
+                &r,
+                "edge_proxy_cors_rejections_total",
+                "Refused CORS preflights and unsafe cross-origin requests",
             )?,
             framing_rejections: counter_vec(
                 &r,

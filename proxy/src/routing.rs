@@ -25,6 +25,7 @@ pub struct Route {
     /// `Allow` header value for 405 answers.
     pub allow: String,
     pub max_body_bytes: u64,
+    pub cors: Option<std::sync::Arc<crate::cors::CorsPolicy>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +58,7 @@ impl RouteTable {
                         .collect::<Vec<_>>()
                         .join(", "),
                     max_body_bytes: r.max_body_bytes,
+                    cors: r.cors.clone(),
                 })
             })
             .collect();
@@ -122,6 +124,7 @@ mod tests {
             auth: AuthMode::Required,
             methods: vec![Method::GET],
             max_body_bytes: 1,
+            cors: None,
         };
         RouteTable::from_config(
             &[
@@ -186,6 +189,7 @@ mod tests {
                 auth: AuthMode::Required,
                 methods: vec![],
                 max_body_bytes: 1,
+                cors: None,
             }],
             |_| Some(0),
         );

@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Named CORS policies; a route uses one with `cors = "<name>"`.
+    #[serde(default)]
+    pub cors: BTreeMap<String, RawCors>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
@@ -243,6 +246,34 @@ pub struct RawRoute {
     #[serde(default)]
     pub methods: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
+    /// Name of a `[cors.<name>]` policy; absent: no CORS headers at all.
+    pub cors: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Exact origins (`https://app.example.com`) or `https://*.example.com`.
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default = "default_cors_max_age")]
+    pub max_age_seconds: u32,
+}
+
+fn default_cors_headers() -> Vec<String> {
+    crate::cors::DEFAULT_ALLOW_HEADERS
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect()
+}
+
+fn default_cors_max_age() -> u32 {
+    crate::cors::DEFAULT_MAX_AGE_SECS
 }
 
 fn default_auth() -> String {

@@ -85,8 +85,13 @@ fn record(seen: &Recorder, req: &Request) {
 async fn echo(State(seen): State<Recorder>, req: Request) -> impl IntoResponse {
     record(&seen, &req);
     let path = req.uri().path().to_owned();
+    // A careless upstream: a version string and wide-open CORS, which the proxy must not pass on.
     (
-        [("server", "upstream/1.2.3")],
+        [
+            ("server", "upstream/1.2.3"),
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "true"),
+        ],
         Json(serde_json::json!({"path": path})),
     )
 }
