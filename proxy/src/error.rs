@@ -14,6 +14,12 @@ pub enum ProxyError {
     InvalidPath,
     #[error("malformed request")]
     InvalidRequest,
+    /// Request line over 8 KiB (R-HTTP table).
+    #[error("request line too long")]
+    UriTooLong,
+    /// One header line over 8 KiB, all headers over 32 KiB, or more than 100 (R-HTTP table).
+    #[error("headers too large")]
+    HeadersTooLarge,
     /// RFC 6750 `invalid_request`: two credentials, or header and query token together.
     #[error("ambiguous credentials")]
     AmbiguousCredentials,
@@ -64,6 +70,8 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
@@ -84,6 +92,8 @@ impl ProxyError {
             Self::InvalidPath => "invalid_path",
             Self::InvalidRequest | Self::AmbiguousCredentials => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
@@ -95,6 +105,14 @@ impl ProxyError {
             Self::GatewayTimeout => "gateway_timeout",
             Self::Internal => "internal",
         }
+    }
+
+    /// Framing refusals end the connection: what follows on it cannot be trusted (R-HTTP-1).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidRequest | Self::InvalidPath | Self::UriTooLong | Self::HeadersTooLarge
+        )
     }
 
     /// Status, headers and body for this error; `realm` is the `WWW-Authenticate` realm.

@@ -80,6 +80,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Admit, ProxyError> {
+        crate::framing::check_head(session.req_header())?;
         self.resolve_client(session, ctx);
         strip_inbound(session.req_header_mut())?;
 
@@ -541,7 +542,10 @@ impl Gateway {
     ) -> pingora::Result<bool> {
         match err {
             ProxyError::PayloadTooLarge { .. } => self.metrics.body_limit_rejections.inc(),
-            ProxyError::InvalidRequest | ProxyError::InvalidPath => self
+            ProxyError::InvalidRequest
+            | ProxyError::InvalidPath
+            | ProxyError::UriTooLong
+            | ProxyError::HeadersTooLarge => self
                 .metrics
                 .framing_rejections
                 .with_label_values(&[err.code()])
@@ -550,7 +554,8 @@ impl Gateway {
         }
         let r = err.response(&self.realm);
         // An early answer must not leave unread body bytes on a reused connection (R-HTTP-3).
-        let close = has_body(session.req_header()) && !session.is_body_done();
+        let close =
+            err.closes_connection() || (has_body(session.req_header()) && !session.is_body_done());
         match write_json(session, ctx, r.status, &r.headers, r.body, close).await {
             Ok(()) | Err(_) => Ok(true),
         }
@@ -591,25 +596,13 @@ fn has_body(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// Refuses a declared body over `max` before any of it is read (R-HTTP-2).
+/// Refuses a declared body over `max` before any of it is read (R-HTTP-2); the head's syntax was
+/// checked by `framing::check_head`.
 fn check_content_length(req: &RequestHeader, max: u64) -> Result<(), ProxyError> {
-    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let (Some(v), None) = (values.next(), values.next()) else {
-        return if req.headers.contains_key(http::header::CONTENT_LENGTH) {
-            Err(ProxyError::InvalidRequest)
-        } else {
-            Ok(())
-        };
-    };
-    let text = v.to_str().map_err(|_| ProxyError::InvalidRequest)?;
-    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ProxyError::InvalidRequest);
+    match crate::framing::content_length(req) {
+        Some(n) if n > max => Err(ProxyError::PayloadTooLarge { max_bytes: max }),
+        _ => Ok(()),
     }
-    let n: u64 = text.parse().map_err(|_| ProxyError::InvalidRequest)?;
-    if n > max {
-        return Err(ProxyError::PayloadTooLarge { max_bytes: max });
-    }
-    Ok(())
 }
 
 /// Reads a whole (small) body, refusing it as soon as it passes `max` bytes.
@@ -743,7 +736,12 @@ impl ProxyHttp for Gateway {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         ));
-        session.set_keepalive(Some(self.keepalive_idle.as_secs()));
+        // Only shorten an enabled keep-alive: pingora turns it off for requests that must not be
+        // followed on the same connection (e.g. both Content-Length and Transfer-Encoding, whose
+        // Content-Length it has already dropped), and that must stay off (R-HTTP-1 fallback).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_idle.as_secs()));
+        }
         Ok(())
     }
 

@@ -35,6 +35,7 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod framing;
 pub mod gateway;
 pub mod identity;
 pub mod login;

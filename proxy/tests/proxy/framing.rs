@@ -1,0 +1,138 @@
+//! Request framing and header limits over raw sockets (SECURITY.md R-HTTP-1, R-HTTP-2): each malformed
+//! request is refused with its status, the connection is closed, and the recording upstream sees nothing.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{TestProxy, TestUpstream};
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: Option<u16>,
+    pub head: String,
+    /// The proxy closed the connection after answering.
+    pub closed: bool,
+}
+
+/// Sends `bytes` and reads until the proxy closes or 2 s pass.
+pub async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let mut closed = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok());
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    RawAnswer {
+        status,
+        head,
+        closed,
+    }
+}
+
+#[tokio::test]
+async fn malformed_heads_are_refused_closed_and_never_forwarded() {
+    let up = TestUpstream::start().await;
+    let p = TestProxy::start(up.addr).await;
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let big: String = (0..8)
+        .map(|i| format!("X-H{i}: {}\r\n", "a".repeat(5000)))
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("duplicate Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(), 400),
+        ("list Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello".to_vec(), 400),
+        ("signed Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello".to_vec(), 400),
+        ("TE gzip, chunked", b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("TE xchunked", b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("two TE lines", b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("TE on HTTP/1.0", b"POST /public/x HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("space before colon", b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n".to_vec(), 400),
+        ("obs-fold", b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n".to_vec(), 400),
+        ("bare CR", b"GET /public/x HTTP/1.1\r\nHost: a\rX-A: b\r\n\r\n".to_vec(), 400),
+        ("whitespace before first header", b"GET /public/x HTTP/1.1\r\n Host: a\r\n\r\n".to_vec(), 400),
+        ("missing Host", b"GET /public/x HTTP/1.1\r\n\r\n".to_vec(), 400),
+        ("duplicate Host", b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400),
+        ("bad header name", b"GET /public/x HTTP/1.1\r\nHost: a\r\nX(A): b\r\n\r\n".to_vec(), 400),
+        ("request line over 8 KiB", format!("GET /public/{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000)).into_bytes(), 414),
+        ("header line over 8 KiB", format!("GET /public/x HTTP/1.1\r\nHost: a\r\nX-A: {}\r\n\r\n", "a".repeat(9000)).into_bytes(), 431),
+        ("over 100 headers", format!("GET /public/x HTTP/1.1\r\nHost: a\r\n{many}\r\n").into_bytes(), 431),
+        ("headers over 32 KiB", format!("GET /public/x HTTP/1.1\r\nHost: a\r\n{big}\r\n").into_bytes(), 431),
+        ("Connection names an identity header", b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: X-User-Id\r\n\r\n".to_vec(), 400),
+        ("Connection names Authorization", b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: authorization\r\n\r\n".to_vec(), 400),
+    ];
+    for (name, bytes, status) in cases {
+        let a = raw(p.addr, &bytes).await;
+        assert_eq!(a.status, Some(status), "{name}: {}", a.head);
+        assert!(a.closed, "{name}: the connection stays open");
+    }
+    assert_eq!(
+        up.seen.count(),
+        0,
+        "nothing reached the upstream: {:?}",
+        up.seen.all()
+    );
+    let text = p.metrics_with("edge_proxy_framing_rejections_total").await;
+    assert!(
+        text.contains(r#"edge_proxy_framing_rejections_total{reason="headers_too_large"} 3"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_framed_by_te_only_and_closes() {
+    let up = TestUpstream::start().await;
+    let p = TestProxy::start(up.addr).await;
+    // A smuggling attempt: by Content-Length the body is "0\r\n\r\nGET /public/smuggled …", by
+    // Transfer-Encoding it ends after "0\r\n\r\n" and a second request follows.
+    let smuggle = b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let a = raw(p.addr, smuggle).await;
+    assert!(
+        a.closed,
+        "the connection must close after a CL+TE request: {}",
+        a.head
+    );
+    let seen = up.forwarded();
+    assert!(
+        seen.iter().all(|s| s.path != "/public/smuggled"),
+        "the smuggled request reached the upstream"
+    );
+    assert!(seen
+        .iter()
+        .all(|s| !s.headers.contains_key("content-length") || s.headers["content-length"] == "0"));
+}
+
+#[tokio::test]
+async fn trace_and_connect_are_never_allowed() {
+    let up = TestUpstream::start().await;
+    let p = TestProxy::start(up.addr).await;
+    for method in ["TRACE", "CONNECT"] {
+        let target = if method == "CONNECT" {
+            "a:443"
+        } else {
+            "/public/x"
+        };
+        let a = raw(
+            p.addr,
+            format!("{method} {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert!(matches!(a.status, Some(400 | 405)), "{method}: {}", a.head);
+    }
+    assert_eq!(up.seen.count(), 0);
+}
