@@ -121,6 +121,14 @@ pub struct RouteConfig {
     pub cors: Option<std::sync::Arc<crate::cors::CorsPolicy>>,
 }
 
+/// Slow-body protection (R-HTTP table).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    pub idle: Duration,
+    pub min_rate_bytes_per_sec: u64,
+    pub grace: Duration,
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -135,6 +143,7 @@ pub struct Config {
     /// `login.max_concurrent_checks`: credential checks in flight per proxy.
     pub max_concurrent_checks: usize,
     pub max_body_bytes: u64,
+    pub body_timeouts: BodyTimeouts,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub log_format: LogFormat,
@@ -314,6 +323,9 @@ impl Config {
             p.push("login.max_concurrent_checks: must be at least 1");
         }
 
+        if raw.limits.body_idle_timeout_ms == 0 {
+            p.push("limits.body_idle_timeout_ms: must be greater than 0");
+        }
         if raw.limits.max_body_bytes == 0 {
             p.push("limits.max_body_bytes: must be greater than 0");
         }
@@ -496,6 +508,11 @@ impl Config {
             login,
             max_concurrent_checks: raw.login.max_concurrent_checks,
             max_body_bytes: raw.limits.max_body_bytes,
+            body_timeouts: BodyTimeouts {
+                idle: Duration::from_millis(raw.limits.body_idle_timeout_ms),
+                min_rate_bytes_per_sec: raw.limits.body_min_rate_bytes_per_sec,
+                grace: Duration::from_millis(raw.limits.body_min_rate_grace_ms),
+            },
             upstreams,
             routes,
             log_format,

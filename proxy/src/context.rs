@@ -24,6 +24,8 @@ pub struct RequestCtx {
     pub handler: Handler,
     /// The verified caller, on authenticated requests.
     pub identity: Option<AccessClaims>,
+    /// When the first body bytes arrived (for the minimum-rate check).
+    pub body_started: Option<Instant>,
     /// Body bytes seen so far and the limit that applies.
     pub body_bytes: u64,
     pub body_limit: u64,
@@ -51,6 +53,7 @@ impl RequestCtx {
             client_ip: None,
             handler: Handler::None,
             identity: None,
+            body_started: None,
             body_bytes: 0,
             body_limit: u64::MAX,
             host: None,

@@ -8,6 +8,9 @@ use http::StatusCode;
 pub enum ProxyError {
     #[error("no route")]
     NotFound,
+    /// The client sent its body too slowly (R-HTTP: idle timeout or minimum rate).
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("method not allowed")]
     MethodNotAllowed { allow: String },
     #[error("path refused")]
@@ -65,6 +68,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath | Self::InvalidRequest | Self::AmbiguousCredentials => {
                 StatusCode::BAD_REQUEST
@@ -88,6 +92,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotFound => "not_found",
+            Self::RequestTimeout => "request_timeout",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::InvalidPath => "invalid_path",
             Self::InvalidRequest | Self::AmbiguousCredentials => "invalid_request",
@@ -111,7 +116,11 @@ impl ProxyError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Self::InvalidRequest | Self::InvalidPath | Self::UriTooLong | Self::HeadersTooLarge
+            Self::InvalidRequest
+                | Self::InvalidPath
+                | Self::UriTooLong
+                | Self::HeadersTooLarge
+                | Self::RequestTimeout
         )
     }
 
@@ -165,6 +174,7 @@ mod tests {
         );
         let table: Vec<Row> = vec![
             (ProxyError::NotFound, 404, "not_found", None),
+            (ProxyError::RequestTimeout, 408, "request_timeout", None),
             (
                 ProxyError::MethodNotAllowed {
                     allow: "GET, POST".into(),

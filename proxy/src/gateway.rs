@@ -49,6 +49,7 @@ pub struct Gateway {
     pub(crate) keepalive_idle: Duration,
     pub(crate) access_log: bool,
     pub(crate) request_metrics: bool,
+    pub(crate) body_timeouts: crate::config::BodyTimeouts,
 }
 
 /// The current unix time in seconds (the clock JWT `iat`/`exp` use).
@@ -742,6 +743,8 @@ impl ProxyHttp for Gateway {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_idle.as_secs()));
         }
+        // Each body read waits at most this long (slow-body clients, R-HTTP).
+        session.set_read_timeout(Some(self.body_timeouts.idle));
         Ok(())
     }
 
@@ -765,7 +768,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(b) = body {
+            let started = *ctx.body_started.get_or_insert_with(std::time::Instant::now);
             ctx.body_bytes += b.len() as u64;
+            let t = &self.body_timeouts;
+            let elapsed = started.elapsed();
+            if t.min_rate_bytes_per_sec > 0 && elapsed > t.grace {
+                let rate = ctx.body_bytes as f64 / elapsed.as_secs_f64();
+                if rate < t.min_rate_bytes_per_sec as f64 {
+                    return Err(pingora_error(408, "request body below the minimum rate"));
+                }
+            }
             if ctx.body_bytes > ctx.body_limit {
                 self.metrics.body_limit_rejections.inc();
                 // Failing here aborts the upstream request: the upstream never sees a complete body.
@@ -895,6 +907,10 @@ impl ProxyHttp for Gateway {
             ErrorType::HTTPStatus(413) => ProxyError::PayloadTooLarge {
                 max_bytes: ctx.body_limit,
             },
+            ErrorType::HTTPStatus(408) => ProxyError::RequestTimeout,
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+                ProxyError::RequestTimeout
+            }
             ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectNoRoute
@@ -924,7 +940,11 @@ impl ProxyHttp for Gateway {
                 e.etype(),
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
             );
-        let code = if downstream_gone || session.response_written().is_some() {
+        // A 1xx (e.g. the upstream's 100 Continue) is not a final answer: the 413/502 can still follow.
+        let final_written = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        let code = if downstream_gone || final_written {
             0
         } else {
             let r = err.response(&self.realm);

@@ -170,6 +170,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         keepalive_idle: config.server.keepalive_idle,
         access_log: config.access_log,
         request_metrics: config.request_metrics,
+        body_timeouts: config.body_timeouts,
     };
 
     let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "edge-proxy");

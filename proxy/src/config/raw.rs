@@ -203,12 +203,21 @@ impl Default for RawSessions {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
     pub max_body_bytes: u64,
+    /// Longest wait for the next body bytes (R-HTTP: 10 s).
+    pub body_idle_timeout_ms: u64,
+    /// After `body_min_rate_grace_ms`, a body arriving slower than this is cut with 408 (R-HTTP:
+    /// 1000 B/s after the first 20 s, Apache `RequestReadTimeout body=20,MinRate=1000`).
+    pub body_min_rate_bytes_per_sec: u64,
+    pub body_min_rate_grace_ms: u64,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
+            body_idle_timeout_ms: 10_000,
+            body_min_rate_bytes_per_sec: 1_000,
+            body_min_rate_grace_ms: 20_000,
         }
     }
 }

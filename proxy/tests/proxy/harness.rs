@@ -23,6 +23,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: HeaderMap,
+    /// Body bytes received, or `None` when the body never completed (the proxy aborted it).
+    pub body: Option<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -79,12 +81,23 @@ fn record(seen: &Recorder, req: &Request) {
         method: req.method().to_string(),
         path: req.uri().path().to_owned(),
         headers: req.headers().clone(),
+        body: Some(0),
     });
 }
 
 async fn echo(State(seen): State<Recorder>, req: Request) -> impl IntoResponse {
-    record(&seen, &req);
-    let path = req.uri().path().to_owned();
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .ok()
+        .map(|b| b.len());
+    seen.0.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body,
+    });
+    let path = parts.uri.path().to_owned();
     // A careless upstream: a version string and wide-open CORS, which the proxy must not pass on.
     (
         [
