@@ -150,6 +150,8 @@ pub struct Config {
     pub log_filter: String,
     pub access_log: bool,
     pub request_metrics: bool,
+    /// (name, value) pairs added to every answer unless already present.
+    pub security_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Config {
@@ -440,6 +442,38 @@ impl Config {
             }
         };
 
+        let mut security_headers = Vec::new();
+        for (key, name, value) in [
+            (
+                "security_headers.content_type_options",
+                "x-content-type-options",
+                &raw.security_headers.content_type_options,
+            ),
+            (
+                "security_headers.referrer_policy",
+                "referrer-policy",
+                &raw.security_headers.referrer_policy,
+            ),
+            (
+                "security_headers.frame_options",
+                "x-frame-options",
+                &raw.security_headers.frame_options,
+            ),
+            (
+                "security_headers.strict_transport_security",
+                "strict-transport-security",
+                &raw.security_headers.strict_transport_security,
+            ),
+        ] {
+            if value.is_empty() {
+                continue;
+            }
+            match http::HeaderValue::from_str(value) {
+                Ok(v) => security_headers.push((http::HeaderName::from_static(name), v)),
+                Err(_) => p.push(format!("{key}: `{value}` is not a valid header value")),
+            }
+        }
+
         p.into_result()?;
         let (
             Some(listen),
@@ -518,6 +552,7 @@ impl Config {
             log_format,
             log_filter: raw.log.filter,
             access_log: raw.log.access,
+            security_headers,
             request_metrics: raw.metrics.enabled,
         })
     }

@@ -43,6 +43,8 @@ pub struct RequestCtx {
     pub cors_route: bool,
     /// CORS headers for an allowed origin, on proxied and proxy-generated answers alike.
     pub cors_headers: Vec<(&'static str, String)>,
+    /// Security headers for proxy-generated answers (shared with the gateway).
+    pub security_headers: std::sync::Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
 impl RequestCtx {
@@ -63,6 +65,7 @@ impl RequestCtx {
             trace: None,
             cors_route: false,
             cors_headers: Vec::new(),
+            security_headers: std::sync::Arc::new(Vec::new()),
         }
     }
 }

@@ -50,6 +50,7 @@ pub struct Gateway {
     pub(crate) access_log: bool,
     pub(crate) request_metrics: bool,
     pub(crate) body_timeouts: crate::config::BodyTimeouts,
+    pub(crate) security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
 /// The current unix time in seconds (the clock JWT `iat`/`exp` use).
@@ -680,6 +681,9 @@ async fn write_json(
         if ctx.cors_route {
             resp.append_header(http::header::VARY, "Origin")?;
         }
+        for (name, value) in ctx.security_headers.iter() {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
         if close {
             resp.insert_header(http::header::CONNECTION, "close")?;
             session.set_keepalive(None);
@@ -729,6 +733,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         ctx.request_id = request_id(session.req_header());
+        ctx.security_headers = Arc::clone(&self.security_headers);
         ctx.in_flight = Some(crate::metrics::InFlight::start(&self.metrics.in_flight));
         ctx.trace = Some(crate::trace::TraceParent::continue_or_start(
             session
@@ -859,6 +864,11 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         // No version strings towards clients (ASVS 4.0.3 V14.3.3).
         while resp.remove_header(&http::header::SERVER).is_some() {}
+        for (name, value) in self.security_headers.iter() {
+            if !resp.headers.contains_key(name) {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
+        }
         if ctx.cors_route {
             // The policy, not the upstream, decides CORS on this route.
             let upstream_cors: Vec<String> = resp

@@ -171,6 +171,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         access_log: config.access_log,
         request_metrics: config.request_metrics,
         body_timeouts: config.body_timeouts,
+        security_headers: Arc::new(config.security_headers.clone()),
     };
 
     let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "edge-proxy");

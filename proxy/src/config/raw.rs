@@ -38,6 +38,31 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub security_headers: RawSecurityHeaders,
+}
+
+/// Headers added to every answer, proxied or generated, unless the upstream set them already. An empty
+/// string turns one off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSecurityHeaders {
+    pub content_type_options: String,
+    pub referrer_policy: String,
+    pub frame_options: String,
+    /// Set only when clients reach the proxy over TLS (terminated here or just in front).
+    pub strict_transport_security: String,
+}
+
+impl Default for RawSecurityHeaders {
+    fn default() -> Self {
+        Self {
+            content_type_options: "nosniff".into(),
+            referrer_policy: "no-referrer".into(),
+            frame_options: "DENY".into(),
+            strict_transport_security: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

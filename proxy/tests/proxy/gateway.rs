@@ -315,6 +315,17 @@ async fn the_upstream_server_version_is_not_shown_and_metrics_are_admin_only() {
     let r = proxy.get("/public/x", None).await;
     assert!(r.headers().get("server").is_none());
     assert!(r.headers().get("x-request-id").is_some());
+    let not_found = proxy.get("/nowhere", None).await;
+    for h in [r.headers(), not_found.headers()] {
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "HSTS only when configured for TLS"
+        );
+        assert!(h.get("server").is_none());
+    }
     let counted = r#"edge_proxy_requests_total{method="GET",route="public",status="2xx"} 1"#;
     let text = proxy.metrics_with(counted).await;
     assert!(text.contains(counted), "{text}");

@@ -66,7 +66,11 @@ fn chunked_bodies_are_limited_as_they_stream_whatever_the_chunking() {
             // A unique path per case: an aborted upload's handler may record after the next case began.
             let path = format!("/upload/{}", uuid::Uuid::new_v4().simple());
             let a = rt.block_on(raw(proxy.addr, &chunked(&path, total, &sizes)));
-            let arrived = up.forwarded().into_iter().find(|s| s.path == path).and_then(|s| s.body);
+            let arrived = up
+                .forwarded()
+                .into_iter()
+                .find(|s| s.path == path)
+                .and_then(|s| s.body);
             if total <= LIMIT {
                 prop_assert_eq!(
                     a.status,
