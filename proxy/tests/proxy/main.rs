@@ -14,3 +14,4 @@ mod metrics;
 mod session_contract;
 mod throttle;
 mod throttle_contract;
+mod tokens;
