@@ -206,11 +206,7 @@ impl Default for PoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+pub use settings::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct PasswordConfig {
@@ -308,14 +304,7 @@ impl Config {
         if pw.max_concurrent_hashes == 0 {
             p.push("password.max_concurrent_hashes: must be at least 1");
         }
-        let log_format = match raw.log.format.as_str() {
-            "pretty" => Some(LogFormat::Pretty),
-            "json" => Some(LogFormat::Json),
-            other => {
-                p.push(format!("log.format: `{other}` is not one of pretty, json"));
-                None
-            }
-        };
+        let log_format = p.take(LogFormat::parse(&raw.log.format));
         p.into_result()?;
         let (Some(listen), Some(admin_listen), Some(database), Some(secret), Some(log_format)) =
             (listen, admin_listen, database, secret, log_format)

@@ -212,21 +212,4 @@ pub async fn healthcheck(admin: SocketAddr, live: bool) -> Result<String, String
     }
 }
 
-/// Installs the global tracing subscriber (JSON in production, human-readable in dev), writing from
-/// a dedicated thread so logging never blocks a request on stdout. Keep the returned guard alive.
-pub fn init_tracing(
-    format: config::LogFormat,
-    filter: &str,
-) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        config::LogFormat::Pretty => builder.try_init(),
-    };
-    guard
-}
+pub use settings::init_tracing;

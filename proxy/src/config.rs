@@ -37,11 +37,7 @@ pub enum AuthMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+pub use settings::LogFormat;
 
 #[derive(Debug)]
 pub struct ServerSettings {
@@ -433,14 +429,7 @@ impl Config {
             }
         }
 
-        let log_format = match raw.log.format.as_str() {
-            "pretty" => Some(LogFormat::Pretty),
-            "json" => Some(LogFormat::Json),
-            other => {
-                p.push(format!("log.format: `{other}` is not one of pretty, json"));
-                None
-            }
-        };
+        let log_format = p.take(LogFormat::parse(&raw.log.format));
 
         let mut security_headers = Vec::new();
         for (key, name, value) in [

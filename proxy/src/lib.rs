@@ -206,23 +206,4 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
     })
 }
 
-/// Installs the global tracing subscriber (JSON in production, human-readable in dev). Lines are
-/// written by a dedicated thread (tracing-appender's non-blocking writer), so the access log costs the
-/// request path only the formatting, not a locked write per line; if the writer falls behind, lines
-/// are dropped rather than stalling requests. Keep the returned guard alive: dropping it flushes.
-pub fn init_tracing(
-    format: config::LogFormat,
-    filter: &str,
-) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        config::LogFormat::Pretty => builder.try_init(),
-    };
-    guard
-}
+pub use settings::init_tracing;

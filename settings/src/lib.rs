@@ -14,6 +14,8 @@
 //! Secrets ([`SecretSource`]) are given either inline or as a file (`key` / `key_file`), never both;
 //! a file is read once and one trailing newline is stripped (SECURITY.md R-SEC-1). [`symmetric_key`]
 //! refuses weak HMAC keys (R-SEC-2).
+//!
+//! [`init_tracing`] sets up logging the same way for both binaries (`log.format`, `log.filter`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -272,6 +274,45 @@ pub fn opaque_token(name: &str, secret: &SecretString) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `log.format`: JSON in production, human-readable in development.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `log.format`.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!("log.format: `{other}` is not one of pretty, json")),
+        }
+    }
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides `filter`. Lines are written by a
+/// dedicated thread (tracing-appender's non-blocking writer): a slow stdout cannot stall requests,
+/// and if the writer falls far behind, lines are dropped rather than queued without bound. Keep the
+/// returned guard alive for the life of the process; dropping it flushes.
+pub fn init_tracing(
+    format: LogFormat,
+    filter: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    guard
 }
 
 /// The process environment as a map, for `main` (tests build their own map).
