@@ -48,12 +48,20 @@ curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: applicati
   -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" >/dev/null
 stop_proxy
 
+# CPU time (user + system, in clock ticks) the proxy process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$proxy_pid/stat"; }
 run() { # name url [script]
-  local out
+  local out before after
+  before=$(cpu_ticks)
   if [ -n "${3:-}" ]; then out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$3" "$2")
   else out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$2"); fi
+  after=$(cpu_ticks)
   if grep -q Non-2xx <<<"$out"; then echo "$1: non-2xx answers, invalid run" >&2; exit 1; fi
-  echo "$1 $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")" >> "$work/results"
+  local requests; requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  # Proxy CPU microseconds per request: the cost that bounds the proxy's own throughput, and far
+  # steadier than req/s on a machine the load generator and the backend share.
+  local cpu_us; cpu_us=$(python3 -c "print(($after - $before) * 1e6 / $(getconf CLK_TCK) / $requests)")
+  echo "$1 $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu_us" >> "$work/results"
 }
 measure() { # on|off: one proxy process, both routes
   start_proxy "$1"
@@ -81,13 +89,14 @@ def ms(v):
     return float(v)
 rows = {}
 for line in open(sys.argv[1]):
-    n, rps, p50, p99 = line.split()
-    rows.setdefault(n, []).append((float(rps), ms(p50), ms(p99)))
-med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in rows.items()}
-print(f"{'run':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   (median of {len(rows['auth-on'])} interleaved runs)")
+    n, rps, p50, p99, cpu = line.split()
+    rows.setdefault(n, []).append((float(rps), ms(p50), ms(p99), float(cpu)))
+med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in rows.items()}
+print(f"{'run':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU us/req':>18}   (median of {len(rows['auth-on'])} interleaved runs)")
 for k in ["auth-on", "auth-off", "public-on", "public-off"]:
-    print(f"{k:<12}{med[k][0]:>10.0f}{med[k][1]:>10.3f}{med[k][2]:>10.3f}")
+    print(f"{k:<12}{med[k][0]:>10.0f}{med[k][1]:>10.3f}{med[k][2]:>10.3f}{med[k][3]:>18.1f}")
 for kind in ["auth", "public"]:
-    on, off = med[f"{kind}-on"][0], med[f"{kind}-off"][0]
-    print(f"{kind}: throughput with metrics + access log = {on/off:.3f} of without ({(1 - on/off) * 100:+.1f}% cost)")
+    on, off = med[f"{kind}-on"], med[f"{kind}-off"]
+    print(f"{kind}: proxy CPU per request with metrics + access log = {on[3]/off[3]:.3f} of without "
+          f"({(on[3]/off[3] - 1) * 100:+.1f}%); throughput ratio {on[0]/off[0]:.3f}")
 PY

@@ -2,7 +2,6 @@
 //! phase table in `lib.rs` (and ARCHITECTURE.md); each phase method is thin, and every refusal goes
 //! through one place, [`Gateway::reject`], which writes what `ProxyError::response` describes.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +46,7 @@ pub struct Gateway {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keepalive_idle: Duration,
-    pub(crate) access_log: bool,
+    pub(crate) access_log: crate::access_log::AccessLog,
     pub(crate) request_metrics: bool,
     pub(crate) body_timeouts: crate::config::BodyTimeouts,
     pub(crate) security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
@@ -558,9 +557,11 @@ impl Gateway {
         // An early answer must not leave unread body bytes on a reused connection (R-HTTP-3).
         let close =
             err.closes_connection() || (has_body(session.req_header()) && !session.is_body_done());
-        match write_json(session, ctx, r.status, &r.headers, r.body, close).await {
-            Ok(()) | Err(_) => Ok(true),
+        let _ = write_json(session, ctx, r.status, &r.headers, r.body, close).await;
+        if close && !session.is_body_done() {
+            drain_briefly(session).await;
         }
+        Ok(true)
     }
 
     /// The name of the upstream the request goes to, when it has a route.
@@ -604,6 +605,25 @@ fn check_content_length(req: &RequestHeader, max: u64) -> Result<(), ProxyError>
     match crate::framing::content_length(req) {
         Some(n) if n > max => Err(ProxyError::PayloadTooLarge { max_bytes: max }),
         _ => Ok(()),
+    }
+}
+
+/// After an early answer on a request whose body is still arriving: read and discard what the client
+/// keeps sending, for a bounded time and amount, before the connection closes. Closing a socket with
+/// unread bytes makes the kernel send a reset, which can destroy the answer in flight (the client sees
+/// a reset instead of the 413).
+async fn drain_briefly(session: &mut Session) {
+    /// Long enough for a client to notice the answer; short enough that a slow client cannot hold us.
+    const DRAIN_TIME: Duration = Duration::from_secs(1);
+    /// Bounded so a fast client cannot make us read an arbitrary upload.
+    const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut drained = 0;
+    while drained < DRAIN_BYTES && !session.is_body_done() {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => drained += chunk.len(),
+            _ => break,
+        }
     }
 }
 
@@ -959,6 +979,9 @@ impl ProxyHttp for Gateway {
         } else {
             let r = err.response(&self.realm);
             let _ = write_json(session, ctx, r.status, &r.headers, r.body, true).await;
+            if matches!(err, ProxyError::PayloadTooLarge { .. }) {
+                drain_briefly(session).await;
+            }
             r.status.as_u16()
         };
         if !matches!(err, ProxyError::PayloadTooLarge { .. }) && code != 0 {
@@ -994,21 +1017,16 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[route])
                 .observe(elapsed.as_secs_f64());
         }
-        if self.access_log {
-            let client: Option<IpAddr> = ctx.client_ip;
-            tracing::info!(
-                target: "access",
-                request_id = %ctx.request_id,
-                trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id()),
-                route,
-                upstream = self.upstream_name(ctx).unwrap_or("-"),
-                method,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                auth = ctx.auth,
-                client = ?client,
-                "request"
-            );
-        }
+        self.access_log.record(&crate::access_log::AccessEntry {
+            request_id: &ctx.request_id,
+            trace_id: ctx.trace.as_ref().map_or("-", |t| t.trace_id()),
+            route,
+            upstream: self.upstream_name(ctx).unwrap_or("-"),
+            method,
+            status,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            auth: ctx.auth,
+            client: ctx.client_ip,
+        });
     }
 }

@@ -29,6 +29,7 @@ use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -168,7 +169,10 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: Arc::clone(&metrics),
         keepalive_idle: config.server.keepalive_idle,
-        access_log: config.access_log,
+        access_log: access_log::AccessLog::new(
+            config.access_log,
+            config.log_format == config::LogFormat::Json,
+        ),
         request_metrics: config.request_metrics,
         body_timeouts: config.body_timeouts,
         security_headers: Arc::new(config.security_headers.clone()),
