@@ -274,6 +274,9 @@ impl Config {
             .upstreams
             .iter()
             .map(|(name, u)| {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    p.push(format!("upstreams.{name}: use letters, digits, `-` and `_` in upstream names (they are metric labels)"));
+                }
                 if u.peers.is_empty() {
                     p.push(format!("upstreams.{name}.peers: at least one peer is required"));
                 }

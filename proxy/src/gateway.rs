@@ -113,11 +113,7 @@ impl Gateway {
                 .map(|()| Admit::Answered);
         }
 
-        let Some(route_idx) = self
-            .routes
-            .route(&path)
-            .and_then(|r| self.routes.routes().iter().position(|x| x.name == r.name))
-        else {
+        let Some(route_idx) = self.routes.route_index(&path) else {
             return Err(ProxyError::NotFound);
         };
         ctx.handler = Handler::Route(route_idx);

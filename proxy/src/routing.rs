@@ -66,12 +66,20 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// The route for `path`, or `None` (404). `path` must have passed [`check_path`].
-    pub fn route(&self, path: &str) -> Option<&Route> {
+    /// The index (into [`Self::routes`]) of the route for `path`, or `None` (404). `path` must have
+    /// passed [`check_path`].
+    pub fn route_index(&self, path: &str) -> Option<usize> {
         if segment_prefix(INTERNAL_PREFIX, path) {
             return None;
         }
-        self.routes.iter().find(|r| segment_prefix(&r.prefix, path))
+        self.routes
+            .iter()
+            .position(|r| segment_prefix(&r.prefix, path))
+    }
+
+    /// The route for `path`, or `None` (404).
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.route_index(path).map(|i| &self.routes[i])
     }
 
     pub fn routes(&self) -> &[Route] {
