@@ -25,6 +25,10 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pool_connections: IntGaugeVec,
+    pool_acquires: IntCounter,
+    pool_acquire_wait: prometheus::Counter,
+    /// The store's totals at the last scrape, so the counters advance by the difference.
+    pool_seen: std::sync::Mutex<(u64, u64)>,
     pub db_query_duration: HistogramVec,
     pub users_registered: IntCounter,
     pub todos_created: IntCounter,
@@ -64,6 +68,14 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["op"],
         )?;
+        let pool_acquires = IntCounter::new(
+            "todo_backend_db_pool_acquires_total",
+            "Connections taken from the pool",
+        )?;
+        let pool_acquire_wait = prometheus::Counter::new(
+            "todo_backend_db_pool_acquire_wait_seconds_total",
+            "Time spent waiting for a pool connection (rate / acquires rate = mean wait)",
+        )?;
         let users_registered =
             IntCounter::new("todo_backend_users_registered_total", "Users registered")?;
         let todos_created = IntCounter::new("todo_backend_todos_created_total", "Todos created")?;
@@ -75,6 +87,8 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(db_query_duration.clone()))?;
+        registry.register(Box::new(pool_acquires.clone()))?;
+        registry.register(Box::new(pool_acquire_wait.clone()))?;
         registry.register(Box::new(users_registered.clone()))?;
         registry.register(Box::new(todos_created.clone()))?;
         registry.register(Box::new(todos_completed.clone()))?;
@@ -84,6 +98,9 @@ impl Metrics {
             http_duration,
             pool_connections,
             db_query_duration,
+            pool_acquires,
+            pool_acquire_wait,
+            pool_seen: std::sync::Mutex::new((0, 0)),
             users_registered,
             todos_created,
             todos_completed,
@@ -99,6 +116,18 @@ impl Metrics {
         self.pool_connections
             .with_label_values(&["in_use"])
             .set(i64::from(stats.size.saturating_sub(stats.idle)));
+        {
+            let mut seen = self
+                .pool_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (count, wait_ns) = (stats.acquires, stats.acquire_wait_ns);
+            self.pool_acquires.inc_by(count.saturating_sub(seen.0));
+            #[allow(clippy::cast_precision_loss)]
+            self.pool_acquire_wait
+                .inc_by(wait_ns.saturating_sub(seen.1) as f64 / 1e9);
+            *seen = (count, wait_ns);
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -43,11 +43,38 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Pool occupancy, exported as `todo_backend_db_pool_connections{state}`.
+/// Pool occupancy and acquire statistics, exported as `todo_backend_db_pool_connections{state}`,
+/// `todo_backend_db_pool_acquires_total` and `todo_backend_db_pool_acquire_wait_seconds_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
     pub size: u32,
     pub idle: u32,
+    /// Connections handed out since start, and the total time callers waited for them.
+    pub acquires: u64,
+    pub acquire_wait_ns: u64,
+}
+
+/// Running totals of pool acquires and their wait, shared by the SQL stores (lock-free).
+#[derive(Debug, Default)]
+pub struct AcquireStats {
+    count: std::sync::atomic::AtomicU64,
+    wait_ns: std::sync::atomic::AtomicU64,
+}
+
+impl AcquireStats {
+    pub fn record(&self, waited: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.count.fetch_add(1, Relaxed);
+        self.wait_ns.fetch_add(
+            u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    pub fn totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.count.load(Relaxed), self.wait_ns.load(Relaxed))
+    }
 }
 
 #[async_trait]

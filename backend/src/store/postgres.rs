@@ -7,9 +7,9 @@ use sqlx::PgPool;
 use super::StoreError;
 use crate::config::PoolConfig;
 
-#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    acquire: super::AcquireStats,
 }
 
 impl PgStore {
@@ -31,12 +31,18 @@ impl PgStore {
         if migrate {
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            acquire: super::AcquireStats::default(),
+        })
     }
 
     /// Wraps an existing pool (tests create one per database).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            acquire: super::AcquireStats::default(),
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -172,17 +172,30 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            impl super::$store {
+                /// A pooled connection; the wait for it is added to the store's acquire statistics.
+                async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>, StoreError> {
+                    let started = std::time::Instant::now();
+                    let conn = self.pool.acquire().await;
+                    self.acquire.record(started.elapsed());
+                    Ok(conn?)
+                }
+            }
+
             #[async_trait]
             impl Store for super::$store {
                 async fn ping(&self) -> Result<(), StoreError> {
-                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
                     Ok(())
                 }
 
                 fn pool_stats(&self) -> PoolStats {
+                    let (acquires, acquire_wait_ns) = self.acquire.totals();
                     PoolStats {
                         size: self.pool.size(),
                         idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                        acquires,
+                        acquire_wait_ns,
                     }
                 }
 
@@ -199,7 +212,7 @@ macro_rules! impl_sql_store {
                     .bind(email.as_str())
                     .bind(password_hash)
                     .bind(now())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await
                     .map_err(map_constraint)?;
                     Ok(row.into_user())
@@ -210,7 +223,7 @@ macro_rules! impl_sql_store {
                         "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
                     ))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?;
                     Ok(row.map(UserRow::into_user))
                 }
@@ -223,13 +236,14 @@ macro_rules! impl_sql_store {
                         "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
                     ))
                     .bind(email.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?;
                     Ok(row.map(UserRow::into_credentials))
                 }
 
                 async fn create_todo(&self, owner: Uuid, t: &NewTodo) -> Result<Todo, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut conn = self.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     if let Some(c) = t.category_id {
                         if !category_owned(&mut tx, owner, c).await? {
                             return Err(StoreError::InvalidReference);
@@ -263,7 +277,7 @@ macro_rules! impl_sql_store {
                     ))
                     .bind(id)
                     .bind(owner)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?;
                     Ok(row.map(Into::into))
                 }
@@ -275,7 +289,7 @@ macro_rules! impl_sql_store {
                 ) -> Result<Page<Todo>, StoreError> {
                     let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM todos");
                     push_todo_filter(&mut count, owner, f);
-                    let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+                    let total: i64 = count.build_query_scalar().fetch_one(&mut *self.conn().await?).await?;
 
                     let mut q = QueryBuilder::<$db>::new(format!("SELECT {TODO_COLUMNS} FROM todos"));
                     push_todo_filter(&mut q, owner, f);
@@ -287,7 +301,7 @@ macro_rules! impl_sql_store {
                     ));
                     q.push_bind(i64::from(f.limit));
                     q.push(" OFFSET ").push_bind(i64::from(f.offset));
-                    let rows: Vec<TodoRow> = q.build_query_as().fetch_all(&self.pool).await?;
+                    let rows: Vec<TodoRow> = q.build_query_as().fetch_all(&mut *self.conn().await?).await?;
                     Ok(Page {
                         items: rows.into_iter().map(Into::into).collect(),
                         total,
@@ -300,7 +314,8 @@ macro_rules! impl_sql_store {
                     id: Uuid,
                     patch: &TodoPatch,
                 ) -> Result<Option<Todo>, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut conn = self.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     let current: Option<TodoRow> = sqlx::query_as(&format!(
                         "SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 AND user_id = $2"
                     ))
@@ -356,7 +371,7 @@ macro_rules! impl_sql_store {
                     let done = sqlx::query("DELETE FROM todos WHERE id = $1 AND user_id = $2")
                         .bind(id)
                         .bind(owner)
-                        .execute(&self.pool)
+                        .execute(&mut *self.conn().await?)
                         .await?;
                     Ok(done.rows_affected() > 0)
                 }
@@ -367,7 +382,8 @@ macro_rules! impl_sql_store {
                     name: &CategoryName,
                     parent: Option<Uuid>,
                 ) -> Result<Category, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut conn = self.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     if let Some(p) = parent {
                         if !category_owned(&mut tx, owner, p).await? {
                             return Err(StoreError::InvalidReference);
@@ -394,7 +410,7 @@ macro_rules! impl_sql_store {
                         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE user_id = $1 ORDER BY name, id"
                     ))
                     .bind(owner)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
@@ -406,7 +422,8 @@ macro_rules! impl_sql_store {
                     name: Option<&CategoryName>,
                     parent: Option<Option<Uuid>>,
                 ) -> Result<Option<Category>, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut conn = self.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     let current: Option<CategoryRow> = sqlx::query_as(&format!(
                         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1 AND user_id = $2"
                     ))
@@ -464,7 +481,8 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut conn = self.conn().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     let children: i64 = sqlx::query_scalar(
                         "SELECT COUNT(*) FROM categories WHERE parent_id = $1 AND user_id = $2",
                     )

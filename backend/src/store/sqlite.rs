@@ -9,9 +9,9 @@ use sqlx::SqlitePool;
 use super::StoreError;
 use crate::config::PoolConfig;
 
-#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    acquire: super::AcquireStats,
 }
 
 impl SqliteStore {
@@ -39,7 +39,10 @@ impl SqliteStore {
         if migrate {
             sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            acquire: super::AcquireStats::default(),
+        })
     }
 }
 

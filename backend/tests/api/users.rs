@@ -249,6 +249,16 @@ async fn health_and_metrics_are_served_on_the_admin_listener_only() {
     );
     assert!(text.contains("todo_backend_http_requests_total{method=\"POST\",route=\"/auth/register\",status=\"201\"} 1"), "{text}");
     assert!(text.contains("todo_backend_db_pool_connections{state=\"idle\"}"));
+    let acquires: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("todo_backend_db_pool_acquires_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("acquire counter exported");
+    assert!(
+        acquires >= 2.0,
+        "registration and credential lookups took connections: {acquires}"
+    );
+    assert!(text.contains("todo_backend_db_pool_acquire_wait_seconds_total"));
     assert_eq!(
         app.client
             .get(app.url("/metrics"))
