@@ -57,12 +57,18 @@ impl Drop for Proc {
     }
 }
 
+/// `bin --config <repo>/<config>` with `env`: how every test starts a binary.
+fn command(bin: &Path, config: &str, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(root().join(config))
+        .envs(env.iter().cloned());
+    cmd
+}
+
 fn spawn(bin: &Path, config: &str, env: &[(String, String)]) -> Proc {
     let log = std::env::var_os("TEST_LOG").is_some();
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(root().join(config))
-        .envs(env.iter().cloned())
+    let child = command(bin, config, env)
         .stdout(if log { Stdio::inherit() } else { Stdio::null() })
         .stderr(if log { Stdio::inherit() } else { Stdio::null() })
         .spawn()
@@ -396,20 +402,28 @@ async fn the_stack_works_end_to_end_on_postgres_and_redis_with_two_proxies() {
 }
 
 /// Runs a binary as an operator would; returns (success, stdout + stderr).
-fn operator(bin: &Path, config: &str, env: &[(&str, String)], args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(root().join(config))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.clone())))
-        .output()
-        .unwrap();
+fn operator(bin: &Path, config: &str, env: &[(String, String)], args: &[&str]) -> (bool, String) {
+    let out = command(bin, config, env).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// The status of one login through the proxy.
+async fn login_status(c: &reqwest::Client, p: &Proxy, email: &str, password: &str) -> u16 {
+    let body = json!({"email": email, "password": password});
+    call(
+        c,
+        "POST",
+        format!("{}/auth/login", p.base),
+        None,
+        Some(body),
+    )
+    .await
+    .0
 }
 
 #[tokio::test]
@@ -424,11 +438,11 @@ async fn operators_unlock_accounts_and_check_health_with_the_binaries() {
     let mut proxy = start_proxy(&c, backend.api, &[]).await;
     let (proxy_bin, backend_bin) = binaries();
     let proxy_env = [(
-        "EDGE_PROXY__ADMIN__LISTEN",
+        "EDGE_PROXY__ADMIN__LISTEN".to_owned(),
         format!("127.0.0.1:{}", proxy.admin),
     )];
     let backend_env = [(
-        "TODO_BACKEND__ADMIN__LISTEN",
+        "TODO_BACKEND__ADMIN__LISTEN".to_owned(),
         format!("127.0.0.1:{}", backend.admin),
     )];
 
@@ -444,24 +458,10 @@ async fn operators_unlock_accounts_and_check_health_with_the_binaries() {
     .await;
     assert_eq!(s, 201);
     for _ in 0..3 {
-        let (s, _) = call(
-            &c,
-            "POST",
-            format!("{}/auth/login", proxy.base),
-            None,
-            Some(creds("wrong password")),
-        )
-        .await;
+        let s = login_status(&c, &proxy, email, "wrong password").await;
         assert_eq!(s, 401);
     }
-    let (s, _) = call(
-        &c,
-        "POST",
-        format!("{}/auth/login", proxy.base),
-        None,
-        Some(creds("correct horse battery")),
-    )
-    .await;
+    let s = login_status(&c, &proxy, email, "correct horse battery").await;
     assert_eq!(s, 429, "blocked after the third failure");
 
     let (ok, out) = operator(
@@ -484,14 +484,7 @@ async fn operators_unlock_accounts_and_check_health_with_the_binaries() {
         &["admin", "unlock", email],
     );
     assert!(ok && out.contains("unlocked"), "{out}");
-    let (s, _) = call(
-        &c,
-        "POST",
-        format!("{}/auth/login", proxy.base),
-        None,
-        Some(creds("correct horse battery")),
-    )
-    .await;
+    let s = login_status(&c, &proxy, email, "correct horse battery").await;
     assert_eq!(s, 200, "unlocked by the operator");
 
     let (ok, out) = operator(
@@ -535,10 +528,7 @@ fn spawn_logged(
     env: &[(String, String)],
 ) -> (Proc, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(root().join(config))
-        .envs(env.iter().cloned())
+    let mut child = command(bin, config, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

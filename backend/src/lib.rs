@@ -179,37 +179,14 @@ impl Application {
 }
 
 /// Asks a running backend's admin listener whether it is ready (`/health/ready`) or alive
-/// (`/health/live`); a wildcard bind is reached on loopback. `Ok`/`Err` carry one line to print.
+/// (`/health/live`); `Ok`/`Err` carry one line to print.
 pub async fn healthcheck(admin: SocketAddr, live: bool) -> Result<String, String> {
-    let addr = if admin.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], admin.port()))
-    } else {
-        admin
-    };
     let path = if live {
         "/health/live"
     } else {
         "/health/ready"
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("unhealthy: cannot build a client ({e})"))?;
-    let resp = client
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .map_err(|e| format!("unhealthy: {addr}{path} unreachable ({})", e.without_url()))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(format!("healthy: {path} answered {status}"))
-    } else {
-        Err(format!(
-            "unhealthy: {path} answered {status}: {}",
-            body.trim()
-        ))
-    }
+    settings::healthcheck(admin, path).await
 }
 
 pub use settings::init_tracing;

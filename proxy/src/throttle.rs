@@ -11,8 +11,6 @@
 //! all in one atomic step) → credential check only if allowed → [`AttemptStore::finish`] with the
 //! outcome (updates the counters and releases the lease, atomically).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 
 use crate::store::StoreError;
@@ -248,11 +246,6 @@ pub trait AttemptStore: Send + Sync + 'static {
     async fn account(&self, account: &str, now_ms: i64) -> Result<AccountState, StoreError>;
     /// Clears every trace of the account (admin unlock, R-LOGIN-4).
     async fn unlock(&self, account: &str) -> Result<(), StoreError>;
-}
-
-/// The durations of the policy as `Duration`s, for config display.
-pub fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! a file is read once and one trailing newline is stripped (SECURITY.md R-SEC-1). [`symmetric_key`]
 //! refuses weak HMAC keys (R-SEC-2).
 //!
-//! [`init_tracing`] sets up logging the same way for both binaries (`log.format`, `log.filter`).
+//! [`init_tracing`] sets up logging the same way for both binaries (`log.format`, `log.filter`), and
+//! [`healthcheck`] is their `healthcheck` subcommand (a probe of the running service's admin listener).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -315,6 +316,44 @@ pub fn init_tracing(
     guard
 }
 
+/// Where a local client reaches a listener: a wildcard bind (`0.0.0.0`, `::`) is reached on loopback.
+pub fn reachable(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    }
+}
+
+/// How long a `healthcheck` probe waits before calling the service unhealthy.
+pub const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `healthcheck` subcommand of both binaries (container `HEALTHCHECK`): `GET path` on the running
+/// service's admin listener. `Ok`/`Err` carry the one line to print; exit 0 or 1 follows from it.
+pub async fn healthcheck(admin: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    let addr = reachable(admin);
+    let client = reqwest::Client::builder()
+        .timeout(HEALTHCHECK_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("unhealthy: cannot build a client ({e})"))?;
+    let resp = client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .map_err(|e| format!("unhealthy: {addr}{path} unreachable ({})", e.without_url()))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(format!("healthy: {path} answered {status}"))
+    } else {
+        Err(format!(
+            "unhealthy: {path} answered {status}: {}",
+            body.trim()
+        ))
+    }
+}
+
 /// The process environment as a map, for `main` (tests build their own map).
 pub fn process_env() -> HashMap<String, String> {
     std::env::vars().collect()
@@ -419,6 +458,22 @@ mod tests {
         let good =
             SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(good));
         assert_eq!(symmetric_key("k", &good).unwrap().expose_secret().len(), 32);
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_reached_on_loopback() {
+        assert_eq!(
+            reachable("0.0.0.0:9901".parse().unwrap()).to_string(),
+            "127.0.0.1:9901"
+        );
+        assert_eq!(
+            reachable("[::]:9901".parse().unwrap()).to_string(),
+            "127.0.0.1:9901"
+        );
+        assert_eq!(
+            reachable("127.0.0.2:9901".parse().unwrap()).to_string(),
+            "127.0.0.2:9901"
+        );
     }
 
     #[test]

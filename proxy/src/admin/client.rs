@@ -2,7 +2,6 @@
 //! proxy's admin listener (address and token from the same config file), so operators and container
 //! health checks need neither curl nor the token on the command line.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -29,15 +28,6 @@ pub enum AdminCommand {
     },
 }
 
-/// Where to reach the admin listener: a wildcard bind is reached on loopback.
-fn target(listen: SocketAddr) -> SocketAddr {
-    if listen.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-    } else {
-        listen
-    }
-}
-
 /// Percent-encodes one path segment (RFC 3986 unreserved characters pass).
 fn segment(s: &str) -> String {
     s.bytes()
@@ -60,7 +50,7 @@ fn client() -> Result<reqwest::Client, String> {
 
 /// Runs an admin command; `Ok` carries what to print.
 pub async fn run(admin: &AdminConfig, cmd: &AdminCommand) -> Result<String, String> {
-    let base = format!("http://{}", target(admin.listen));
+    let base = format!("http://{}", settings::reachable(admin.listen));
     let (method, path, done) = match cmd {
         AdminCommand::Status { email } => (
             reqwest::Method::GET,
@@ -101,23 +91,7 @@ pub async fn run(admin: &AdminConfig, cmd: &AdminCommand) -> Result<String, Stri
 
 /// `edge-proxy healthcheck`: 0 when `/readyz` (or `/healthz` with `live`) answers 200.
 pub async fn healthcheck(admin: &AdminConfig, live: bool) -> Result<String, String> {
-    let path = if live { "/healthz" } else { "/readyz" };
-    let url = format!("http://{}{path}", target(admin.listen));
-    let resp = client()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("unhealthy: {url} unreachable ({})", e.without_url()))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(format!("healthy: {path} answered {status}"))
-    } else {
-        Err(format!(
-            "unhealthy: {path} answered {status}: {}",
-            body.trim()
-        ))
-    }
+    settings::healthcheck(admin.listen, if live { "/healthz" } else { "/readyz" }).await
 }
 
 #[cfg(test)]
@@ -128,17 +102,5 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(segment("alice+tag@example.com"), "alice%2Btag@example.com");
         assert_eq!(segment("../x"), "..%2Fx");
-    }
-
-    #[test]
-    fn a_wildcard_admin_bind_is_reached_on_loopback() {
-        assert_eq!(
-            target("0.0.0.0:9901".parse().unwrap()).to_string(),
-            "127.0.0.1:9901"
-        );
-        assert_eq!(
-            target("127.0.0.2:9901".parse().unwrap()).to_string(),
-            "127.0.0.2:9901"
-        );
     }
 }

@@ -261,7 +261,7 @@ impl AttemptStore for RedisAttemptStore {
     async fn account(&self, account: &str, now: i64) -> Result<AccountState, StoreError> {
         let h = hash(account);
         let mut c = self.redis.conn().await?;
-        let v: Vec<Option<i64>> = self
+        let v: Vec<redis::Value> = self
             .redis
             .within(
                 redis::cmd("HMGET")
@@ -270,14 +270,7 @@ impl AttemptStore for RedisAttemptStore {
                     .query_async(&mut c),
             )
             .await?;
-        let n = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
-        let state = AccountState {
-            fail_count: u32::try_from(n(0)).unwrap_or(u32::MAX),
-            last_fail_at_ms: n(1),
-            blocked_until_ms: n(2),
-            locked: n(3) == 1,
-        };
-        Ok(self.policy.current(state, now))
+        Ok(self.policy.current(parse_state(&v), now))
     }
 
     async fn unlock(&self, account: &str) -> Result<(), StoreError> {

@@ -277,7 +277,7 @@ impl TestProxy {
         r.send().await.unwrap()
     }
 
-    /// Verification calls that reached the upstream's credential check.
+    /// A URL on the proxy's admin listener.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
