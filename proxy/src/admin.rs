@@ -38,6 +38,9 @@ pub struct AdminState {
     pub token_digest: [u8; 32],
     /// Revoke-all keeps the not-before mark this long (the longest token lifetime plus leeway).
     pub max_token_lifetime: i64,
+    /// External issuers by name, with how long their revocations are kept (their longest token
+    /// lifetime plus leeway).
+    pub issuers: Arc<std::collections::HashMap<String, i64>>,
 }
 
 impl AdminState {
@@ -58,6 +61,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/accounts/{email}/unlock", post(unlock))
         .route("/admin/users/{user_id}/revoke-all", post(revoke_all))
         .route("/admin/tokens/{jti}/revoke", post(revoke_token))
+        .route(
+            "/admin/issuers/{issuer}/users/{sub}/revoke-all",
+            post(revoke_external_user),
+        )
+        .route(
+            "/admin/issuers/{issuer}/tokens/{jti}/revoke",
+            post(revoke_external_token),
+        )
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found") })
         .with_state(state)
 }
@@ -186,6 +197,60 @@ async fn revoke_token(
     match s.sessions.revoke_jti(&jti).await {
         Ok(was_live) => {
             tracing::info!(action = "revoke-token", %jti, was_live, "admin: token revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// `POST /admin/issuers/{issuer}/users/{sub}/revoke-all`: refuses every token of an external user
+/// issued before now (R-JWT-9), on every replica sharing the store.
+async fn revoke_external_user(
+    State(s): State<AdminState>,
+    Path((issuer, sub)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(
+            action = "revoke-external-user",
+            "admin request refused: bad admin token"
+        );
+        return unauthorised();
+    }
+    let Some(keep) = s.issuers.get(&issuer) else {
+        return json_error(StatusCode::NOT_FOUND, "unknown_issuer");
+    };
+    let now = unix_now();
+    match s.sessions.deny_user(&issuer, &sub, now, now + keep).await {
+        Ok(()) => {
+            tracing::info!(action = "revoke-external-user", %issuer, user = %sub, "admin: all tokens of the external user revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => store_down(&e),
+    }
+}
+
+/// `POST /admin/issuers/{issuer}/tokens/{jti}/revoke`: denies one external token. Its `exp` is not
+/// known here, so the entry is kept for the issuer's longest lifetime.
+async fn revoke_external_token(
+    State(s): State<AdminState>,
+    Path((issuer, jti)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&s, &headers) {
+        tracing::warn!(
+            action = "revoke-external-token",
+            "admin request refused: bad admin token"
+        );
+        return unauthorised();
+    }
+    let Some(keep) = s.issuers.get(&issuer) else {
+        return json_error(StatusCode::NOT_FOUND, "unknown_issuer");
+    };
+    let now = unix_now();
+    match s.sessions.deny(&issuer, &jti, now + keep, now).await {
+        Ok(()) => {
+            tracing::info!(action = "revoke-external-token", %issuer, %jti, "admin: external token revoked");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => store_down(&e),

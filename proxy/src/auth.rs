@@ -7,12 +7,12 @@
 //! separately against the session store (`session.rs`).
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore as _;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
+use crate::keys::{OwnKey, SigningAlg};
 
 /// R-JWT table: tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -74,13 +74,23 @@ struct StrictHeader {
     kid: Option<String>,
 }
 
+/// A key that verifies own tokens: the current one, or the previous one until its grace period ends.
+struct VerifyKey {
+    kid: Option<String>,
+    decoding: DecodingKey,
+    /// Unix time after which this key no longer verifies (the previous key only).
+    until: Option<i64>,
+    jwk: Option<serde_json::Value>,
+}
+
 /// Mints and verifies the proxy's own access tokens.
 pub struct TokenService {
+    alg: SigningAlg,
     encoding: EncodingKey,
-    decoding: DecodingKey,
     header: Header,
+    /// The current key first, then the previous one during its grace period.
+    keys: Vec<VerifyKey>,
     validation: Validation,
-    key_id: Option<String>,
     issuer: String,
     audience: String,
     lifetime: i64,
@@ -95,23 +105,33 @@ pub struct Minted {
 
 impl TokenService {
     pub fn from_config(cfg: &JwtConfig) -> Self {
-        let key = cfg.key.expose_secret();
-        let mut header = Header::new(Algorithm::HS256);
+        let alg = cfg.algorithm;
+        let mut header = Header::new(alg.jwt());
         header.typ = Some(ACCESS_TOKEN_TYP.into());
-        header.kid.clone_from(&cfg.key_id);
-        let mut validation = Validation::new(Algorithm::HS256);
+        header.kid.clone_from(&cfg.key.kid);
+        let mut validation = Validation::new(alg.jwt());
         validation.set_issuer(&[&cfg.issuer]);
         validation.set_audience(&[&cfg.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         // Time-based checks run in `verify` against an injected clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
+        let verify_key = |key: &OwnKey, until| VerifyKey {
+            kid: key.kid.clone(),
+            decoding: key.decoding(alg),
+            until,
+            jwk: key.jwk(),
+        };
+        let mut keys = vec![verify_key(&cfg.key, None)];
+        if let Some(previous) = &cfg.previous {
+            keys.push(verify_key(&previous.key, Some(previous.verify_until)));
+        }
         Self {
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
+            alg,
+            encoding: cfg.key.encoding(alg),
             header,
+            keys,
             validation,
-            key_id: cfg.key_id.clone(),
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             lifetime: i64::try_from(cfg.lifetime.as_secs()).unwrap_or(900),
@@ -121,6 +141,24 @@ impl TokenService {
 
     pub fn lifetime_secs(&self) -> i64 {
         self.lifetime
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JWKS (RFC 7517) of the keys that verify at `now`; `None` for HS256, whose key is secret.
+    pub fn jwks(&self, now: i64) -> Option<String> {
+        if self.alg != SigningAlg::EdDsa {
+            return None;
+        }
+        let keys: Vec<&serde_json::Value> = self
+            .keys
+            .iter()
+            .filter(|k| k.until.is_none_or(|until| now < until))
+            .filter_map(|k| k.jwk.as_ref())
+            .collect();
+        Some(serde_json::json!({ "keys": keys }).to_string())
     }
 
     /// Mints a token for a verified user at time `now`, with a fresh 128-bit `jti`.
@@ -150,56 +188,76 @@ impl TokenService {
 
     /// Verifies an own access token at time `now` (R-JWT-1 order). Revocation is not checked here.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::TooLong);
-        }
-        let segments: Vec<&str> = token.split('.').collect();
-        let [head, payload, sig] = segments.as_slice() else {
-            return Err(AuthError::Malformed);
-        };
-        let b64url = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if !(b64url(head) && b64url(payload) && b64url(sig)) {
-            return Err(AuthError::Malformed);
-        }
-        let header_json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(head)
-            .map_err(|_| AuthError::Malformed)?;
+        let head = split_compact(token)?;
         let header: StrictHeader =
-            serde_json::from_slice(&header_json).map_err(|_| AuthError::BadHeader)?;
-        let kid_ok = match (&header.kid, &self.key_id) {
-            (None, _) => true,
-            (Some(k), Some(configured)) => k == configured,
-            (Some(_), None) => false,
-        };
-        if header.alg != "HS256" || header.typ != ACCESS_TOKEN_TYP || !kid_ok {
+            serde_json::from_slice(&head).map_err(|_| AuthError::BadHeader)?;
+        if header.alg != self.alg.name() || header.typ != ACCESS_TOKEN_TYP {
             return Err(AuthError::BadHeader);
         }
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        // `kid` is only ever compared with configured ids; a retired key no longer verifies.
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == header.kid && k.until.is_none_or(|until| now < until))
+            .ok_or(AuthError::BadHeader)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::Json(_)
                 | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
                 _ => AuthError::BadSignature,
             })?;
         let c = data.claims;
-        if c.nbf > now + self.leeway || c.iat > now + self.leeway {
-            return Err(AuthError::NotYetValid);
-        }
-        if c.exp <= now - self.leeway {
-            return Err(AuthError::Expired);
-        }
-        if c.exp - c.iat > self.lifetime + self.leeway || c.jti.is_empty() || c.sub.is_empty() {
-            return Err(if c.exp - c.iat > self.lifetime + self.leeway {
-                AuthError::LifetimeTooLong
-            } else {
-                AuthError::BadClaims
-            });
+        check_times(c.iat, c.nbf, c.exp, now, self.leeway, self.lifetime)?;
+        if c.jti.is_empty() || c.sub.is_empty() {
+            return Err(AuthError::BadClaims);
         }
         Ok(c)
     }
+}
+
+/// R-JWT-1 up to the header: length cap, exactly three unpadded base64url segments; returns the
+/// decoded header JSON.
+pub(crate) fn split_compact(token: &str) -> Result<Vec<u8>, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLong);
+    }
+    let segments: Vec<&str> = token.split('.').collect();
+    let [head, payload, sig] = segments.as_slice() else {
+        return Err(AuthError::Malformed);
+    };
+    let b64url = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !(b64url(head) && b64url(payload) && b64url(sig)) {
+        return Err(AuthError::Malformed);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .map_err(|_| AuthError::Malformed)
+}
+
+/// Time claims at `now` with `leeway`: not before `nbf`/`iat`, not after `exp`, and a lifetime
+/// (`exp - iat`) no longer than `max_lifetime`.
+pub(crate) fn check_times(
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    now: i64,
+    leeway: i64,
+    max_lifetime: i64,
+) -> Result<(), AuthError> {
+    if nbf > now + leeway || iat > now + leeway {
+        return Err(AuthError::NotYetValid);
+    }
+    if exp <= now - leeway {
+        return Err(AuthError::Expired);
+    }
+    if exp - iat > max_lifetime + leeway {
+        return Err(AuthError::LifetimeTooLong);
+    }
+    Ok(())
 }
 
 /// How the client presented credentials (RFC 6750 section 2).
@@ -256,16 +314,129 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
     const KEY: &[u8] = b"an-hs256-key-of-at-least-32-bytes-for-tests";
 
-    fn service() -> TokenService {
-        TokenService::from_config(&JwtConfig {
-            key: SecretBox::new(Box::new(KEY.to_vec())),
-            key_id: None,
+    fn config(
+        algorithm: SigningAlg,
+        key: OwnKey,
+        previous: Option<crate::config::PreviousKey>,
+    ) -> JwtConfig {
+        JwtConfig {
+            algorithm,
+            key,
+            previous,
             issuer: "edge-proxy".into(),
             audience: "edge-proxy".into(),
             lifetime: Duration::from_secs(900),
             leeway: Duration::from_secs(30),
             realm: "edge-proxy".into(),
-        })
+        }
+    }
+
+    fn hs_key(bytes: &[u8], kid: Option<&str>) -> OwnKey {
+        OwnKey {
+            kid: kid.map(str::to_owned),
+            material: SecretBox::new(Box::new(bytes.to_vec())),
+            public: None,
+        }
+    }
+
+    fn ed_key(seed: u8, kid: &str) -> OwnKey {
+        OwnKey::ed25519(
+            &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            Some(kid.into()),
+        )
+    }
+
+    fn service() -> TokenService {
+        TokenService::from_config(&config(SigningAlg::Hs256, hs_key(KEY, None), None))
+    }
+
+    #[test]
+    fn eddsa_tokens_verify_and_the_jwks_publishes_only_public_keys() {
+        let s = TokenService::from_config(&config(SigningAlg::EdDsa, ed_key(7, "k2"), None));
+        let m = s.mint("u1", "a@example.com", &[], NOW).unwrap();
+        assert_eq!(s.verify(&m.token, NOW).unwrap(), m.claims);
+        let head: serde_json::Value =
+            serde_json::from_slice(&split_compact(&m.token).unwrap()).unwrap();
+        assert_eq!(head["alg"], "EdDSA");
+        assert_eq!(head["kid"], "k2");
+        let jwks: serde_json::Value = serde_json::from_str(&s.jwks(NOW).unwrap()).unwrap();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0]["kid"], "k2");
+        assert!(keys[0].get("d").is_none(), "no private part in the JWKS");
+        // HS256 keys are secret: no JWKS.
+        assert!(service().jwks(NOW).is_none());
+        // A token signed with another Ed25519 key (same kid) fails.
+        let other = TokenService::from_config(&config(SigningAlg::EdDsa, ed_key(8, "k2"), None));
+        let forged = other.mint("u1", "a@example.com", &[], NOW).unwrap();
+        assert_eq!(s.verify(&forged.token, NOW), Err(AuthError::BadSignature));
+        // alg confusion: an HS256 token whose secret is the public key is refused by the pinned alg.
+        let public = s.keys[0].jwk.as_ref().unwrap()["x"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let confused = forge(
+            r#"{"alg":"HS256","typ":"at+jwt","kid":"k2"}"#,
+            &claims(""),
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(public)
+                .unwrap(),
+        );
+        assert_eq!(s.verify(&confused, NOW), Err(AuthError::BadHeader));
+    }
+
+    #[test]
+    fn the_previous_key_verifies_until_its_grace_period_ends() {
+        let old = TokenService::from_config(&config(SigningAlg::EdDsa, ed_key(1, "old"), None));
+        let before_rotation = old.mint("u1", "a@example.com", &[], NOW).unwrap();
+        let rotated = TokenService::from_config(&config(
+            SigningAlg::EdDsa,
+            ed_key(2, "new"),
+            Some(crate::config::PreviousKey {
+                key: ed_key(1, "old"),
+                verify_until: NOW + 600,
+            }),
+        ));
+        assert!(rotated.verify(&before_rotation.token, NOW + 599).is_ok());
+        assert_eq!(
+            rotated.verify(&before_rotation.token, NOW + 600),
+            Err(AuthError::BadHeader),
+            "the retired key no longer verifies"
+        );
+        let fresh = rotated.mint("u1", "a@example.com", &[], NOW).unwrap();
+        let head: serde_json::Value =
+            serde_json::from_slice(&split_compact(&fresh.token).unwrap()).unwrap();
+        assert_eq!(head["kid"], "new");
+        assert!(rotated.verify(&fresh.token, NOW).is_ok());
+        assert!(
+            old.verify(&fresh.token, NOW).is_err(),
+            "new tokens are signed with the new key"
+        );
+        let kids = |now| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(&rotated.jwks(now).unwrap()).unwrap();
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(kids(NOW), ["new", "old"]);
+        assert_eq!(kids(NOW + 600), ["new"]);
+        // HS256 rotation: same rule, keys told apart by kid only.
+        let hs_old =
+            TokenService::from_config(&config(SigningAlg::Hs256, hs_key(KEY, Some("a")), None));
+        let t = hs_old.mint("u1", "a@example.com", &[], NOW).unwrap();
+        let hs_new = TokenService::from_config(&config(
+            SigningAlg::Hs256,
+            hs_key(b"a-second-hs256-key-of-32-bytes-or-more!!", Some("b")),
+            Some(crate::config::PreviousKey {
+                key: hs_key(KEY, Some("a")),
+                verify_until: NOW + 10,
+            }),
+        ));
+        assert!(hs_new.verify(&t.token, NOW).is_ok());
+        assert!(hs_new.verify(&t.token, NOW + 10).is_err());
     }
 
     fn b64(v: &[u8]) -> String {

@@ -13,6 +13,8 @@ use secrecy::{SecretBox, SecretString};
 use settings::{ConfigError, Problems, SecretSource};
 
 use crate::identity::IpNet;
+use crate::issuers::IssuerConfig;
+use crate::keys::{OwnKey, SigningAlg};
 
 pub mod raw;
 
@@ -69,13 +71,23 @@ pub struct StoreConfig {
 
 #[derive(Debug)]
 pub struct JwtConfig {
-    pub key: SecretBox<Vec<u8>>,
-    pub key_id: Option<String>,
+    pub algorithm: SigningAlg,
+    /// Signs new tokens and verifies.
+    pub key: OwnKey,
+    /// Verifies only, until its grace period ends (key rotation).
+    pub previous: Option<PreviousKey>,
     pub issuer: String,
     pub audience: String,
     pub lifetime: Duration,
     pub leeway: Duration,
     pub realm: String,
+}
+
+#[derive(Debug)]
+pub struct PreviousKey {
+    pub key: OwnKey,
+    /// Unix time after which the previous key no longer verifies.
+    pub verify_until: i64,
 }
 
 #[derive(Debug)]
@@ -142,6 +154,8 @@ pub struct Config {
     pub body_timeouts: BodyTimeouts,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// External token issuers (R-JWT-9).
+    pub issuers: Vec<IssuerConfig>,
     pub log_format: LogFormat,
     pub log_filter: String,
     pub access_log: bool,
@@ -223,12 +237,7 @@ impl Config {
         }
 
         let j = &raw.jwt;
-        if j.algorithm != "HS256" {
-            p.push(format!(
-                "jwt.algorithm: `{}` is not supported; own tokens are signed with HS256",
-                j.algorithm
-            ));
-        }
+        let algorithm = p.take(SigningAlg::parse(&j.algorithm));
         let jwt_key = p
             .take(
                 SecretSource {
@@ -238,7 +247,34 @@ impl Config {
                 }
                 .require(base_dir),
             )
-            .and_then(|k| p.take(settings::symmetric_key("jwt.key", &k)));
+            // With an unknown algorithm the key is still checked (as HS256), so every problem shows.
+            .and_then(|k| {
+                let alg = algorithm.unwrap_or(SigningAlg::Hs256);
+                p.take(OwnKey::parse(alg, "jwt.key", &k, j.key_id.clone()))
+            });
+        let previous_key = j.previous.as_ref().and_then(|prev| {
+            let until = p.take(parse_rfc3339("jwt.previous.verify_until", &prev.verify_until));
+            if prev.key_id.is_none() || j.key_id.is_none() || prev.key_id == j.key_id {
+                p.push("jwt.previous.key_id: rotation needs distinct key ids on jwt.key_id and jwt.previous.key_id");
+            }
+            let key = p
+                .take(
+                    SecretSource {
+                        name: "jwt.previous.key",
+                        inline: prev.key.as_deref(),
+                        file: prev.key_file.as_deref(),
+                    }
+                    .require(base_dir),
+                )
+                .zip(algorithm)
+                .and_then(|(k, alg)| {
+                    p.take(OwnKey::parse(alg, "jwt.previous.key", &k, prev.key_id.clone()))
+                })?;
+            Some(PreviousKey {
+                key,
+                verify_until: until?,
+            })
+        });
         if j.lifetime_seconds == 0 || j.lifetime_seconds > MAX_TOKEN_LIFETIME_SECS {
             p.push(format!(
                 "jwt.lifetime_seconds: must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"
@@ -254,6 +290,35 @@ impl Config {
         }
         if j.realm.is_empty() || j.realm.contains(['"', '\\']) || !j.realm.is_ascii() {
             p.push("jwt.realm: must be non-empty printable ASCII without quotes or backslashes");
+        }
+
+        let issuers: Vec<IssuerConfig> = raw
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, issuer)| {
+                IssuerConfig::from_raw(i, issuer, base_dir)
+                    .map_err(|errors| errors.into_iter().for_each(|e| p.push(e)))
+                    .ok()
+            })
+            .collect();
+        let mut issuer_names = std::collections::HashSet::new();
+        for (i, issuer) in raw.issuers.iter().enumerate() {
+            if issuer.iss == j.issuer {
+                p.push(format!("issuers[{i}].iss: must differ from jwt.issuer, so own and external tokens can never stand in for each other"));
+            }
+            if !issuer_names.insert(&issuer.name) {
+                p.push(format!(
+                    "issuers[{i}].name: duplicate issuer name `{}`",
+                    issuer.name
+                ));
+            }
+            if raw.issuers[..i].iter().any(|other| other.iss == issuer.iss) {
+                p.push(format!(
+                    "issuers[{i}].iss: duplicate issuer `{}`",
+                    issuer.iss
+                ));
+            }
         }
 
         let identity_secret = p
@@ -473,6 +538,7 @@ impl Config {
             Some(admin_token),
             Some(backend),
             Some(jwt_key),
+            Some(jwt_key_alg),
             Some(identity_secret),
             Some(log_format),
             Some(login),
@@ -482,6 +548,7 @@ impl Config {
             admin_token,
             store_backend,
             jwt_key,
+            algorithm,
             identity_secret,
             log_format,
             login,
@@ -509,8 +576,9 @@ impl Config {
                 timeout: Duration::from_millis(raw.store.timeout_ms),
             },
             jwt: JwtConfig {
+                algorithm: jwt_key_alg,
                 key: jwt_key,
-                key_id: raw.jwt.key_id,
+                previous: previous_key,
                 issuer: raw.jwt.issuer,
                 audience: raw.jwt.audience,
                 lifetime: Duration::from_secs(raw.jwt.lifetime_seconds),
@@ -541,6 +609,7 @@ impl Config {
             },
             upstreams,
             routes,
+            issuers,
             log_format,
             log_filter: raw.log.filter,
             access_log: raw.log.access,
@@ -548,6 +617,13 @@ impl Config {
             request_metrics: raw.metrics.enabled,
         })
     }
+}
+
+/// Parses an RFC 3339 time into unix seconds.
+fn parse_rfc3339(key: &str, text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{key}: `{text}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"))
 }
 
 /// Upper bound of `login.max_failures`: NIST SP 800-63B 5.2.2 and ASVS V2.2.1 allow at most 100.

@@ -15,6 +15,8 @@ pub enum Handler {
     Login,
     Logout,
     LogoutAll,
+    /// `GET /.well-known/jwks.json` (EdDSA keys of own tokens).
+    Jwks,
 }
 
 pub struct RequestCtx {
@@ -24,6 +26,8 @@ pub struct RequestCtx {
     pub handler: Handler,
     /// The verified caller, on authenticated requests.
     pub identity: Option<AccessClaims>,
+    /// The external issuer's name when the token was not minted here.
+    pub identity_issuer: Option<String>,
     /// When the first body bytes arrived (for the minimum-rate check).
     pub body_started: Option<Instant>,
     /// Body bytes seen so far and the limit that applies.
@@ -55,6 +59,7 @@ impl RequestCtx {
             client_ip: None,
             handler: Handler::None,
             identity: None,
+            identity_issuer: None,
             body_started: None,
             body_bytes: 0,
             body_limit: u64::MAX,

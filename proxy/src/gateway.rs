@@ -13,11 +13,12 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::auth::{presented, AccessClaims, AuthError, Presented, TokenService};
+use crate::auth::{presented, AccessClaims, Presented};
 use crate::config::{AuthMode, SessionsConfig};
 use crate::context::{Handler, RequestCtx};
 use crate::error::ProxyError;
 use crate::identity::{self, Asserter, IpNet};
+use crate::issuers::{TokenOrigin, Verifier, VerifyFailure};
 use crate::login::{
     email_of_malformed, normalise_account, CredentialClient, LoginRequest, VerifyError,
 };
@@ -31,7 +32,8 @@ use crate::upstream::Pool;
 pub struct Gateway {
     pub(crate) routes: RouteTable,
     pub(crate) pools: Arc<Vec<Pool>>,
-    pub(crate) tokens: TokenService,
+    /// Own tokens and those of configured external issuers.
+    pub(crate) tokens: Verifier,
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) attempts: Arc<dyn AttemptStore>,
     /// Bounds credential checks in flight from this proxy, so a distributed spray (a fresh account
@@ -66,6 +68,10 @@ pub fn unix_now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Where the public keys of own tokens are published when they are signed with EdDSA (RFC 8414 style
+/// well-known path; the file is a JWKS, RFC 7517).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
 /// What `admit` decided.
 enum Admit {
     /// Forward to the route's upstream.
@@ -94,6 +100,22 @@ impl Gateway {
         let path = session.req_header().uri.path().to_owned();
         check_path(&path).map_err(|_| ProxyError::InvalidPath)?;
 
+        if path == JWKS_PATH {
+            if let Some(jwks) = self.tokens.own.jwks(unix_now()) {
+                ctx.handler = Handler::Jwks;
+                if method != Method::GET {
+                    return Err(ProxyError::MethodNotAllowed {
+                        allow: "GET".into(),
+                    });
+                }
+                check_content_length(session.req_header(), 0)?;
+                // Verifiers cache the set; five minutes bounds how long a retired key stays trusted.
+                let headers = [("cache-control", "public, max-age=300".to_owned())];
+                return write_json(session, ctx, StatusCode::OK, &headers, jwks, false)
+                    .await
+                    .map(|()| Admit::Answered);
+            }
+        }
         if path == self.paths.login_path {
             ctx.handler = Handler::Login;
             return self.login(session, ctx).await.map(|()| Admit::Answered);
@@ -139,7 +161,15 @@ impl Gateway {
             AuthMode::Required | AuthMode::Optional => {
                 let required = route.auth == AuthMode::Required;
                 match self.authenticate(session, ctx).await {
-                    Ok(claims) => ctx.identity = Some(claims),
+                    Ok((claims, origin)) => {
+                        ctx.identity = Some(claims);
+                        ctx.identity_issuer = match origin {
+                            TokenOrigin::Own => None,
+                            TokenOrigin::External(i) => {
+                                Some(self.tokens.issuers[i].config.name.clone())
+                            }
+                        };
+                    }
                     Err(ProxyError::MissingToken) if !required => ctx.auth = "anonymous",
                     Err(e) => return Err(e),
                 }
@@ -239,20 +269,38 @@ impl Gateway {
             .map(str::to_owned);
     }
 
-    /// Verifies the bearer token and its session (R-JWT-1, R-JWT-3, R-JWT-6, R-JWT-7).
+    /// Verifies the bearer token and its session (R-JWT-1, R-JWT-3, R-JWT-6, R-JWT-7): own tokens
+    /// against the allowlist, external ones against the denylist of their issuer (R-JWT-9).
     async fn authenticate(
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
-    ) -> Result<AccessClaims, ProxyError> {
-        let claims = self.verified_claims(session, ctx)?;
-        let status = self
-            .timed(
-                "session_status",
-                self.sessions
-                    .status(&claims.jti, &claims.sub, claims.iat, unix_now()),
-            )
-            .await?;
+    ) -> Result<(AccessClaims, TokenOrigin), ProxyError> {
+        let (claims, origin) = self.verified_claims(session, ctx).await?;
+        let now = unix_now();
+        let status = match origin {
+            TokenOrigin::Own => {
+                self.timed(
+                    "session_status",
+                    self.sessions
+                        .status(&claims.jti, &claims.sub, claims.iat, now),
+                )
+                .await?
+            }
+            TokenOrigin::External(i) => {
+                self.timed(
+                    "external_status",
+                    self.sessions.external_status(
+                        &self.tokens.issuers[i].config.name,
+                        &claims.jti,
+                        &claims.sub,
+                        claims.iat,
+                        now,
+                    ),
+                )
+                .await?
+            }
+        };
         if status == SessionStatus::Revoked {
             ctx.auth = "revoked";
             self.metrics.auth("revoked");
@@ -260,15 +308,15 @@ impl Gateway {
         }
         ctx.auth = "ok";
         self.metrics.auth("ok");
-        Ok(claims)
+        Ok((claims, origin))
     }
 
     /// Signature and claims only (no store lookup).
-    fn verified_claims(
+    async fn verified_claims(
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
-    ) -> Result<AccessClaims, ProxyError> {
+    ) -> Result<(AccessClaims, TokenOrigin), ProxyError> {
         let req = session.req_header();
         let values: Vec<&[u8]> = req
             .headers
@@ -294,13 +342,19 @@ impl Gateway {
                 return Err(ProxyError::AmbiguousCredentials);
             }
         };
-        self.tokens
-            .verify(token, unix_now())
-            .map_err(|e: AuthError| {
+        match self.tokens.verify(token, unix_now()).await {
+            Ok(verified) => Ok(verified),
+            Err(VerifyFailure::Invalid(e)) => {
                 ctx.auth = e.reason();
                 self.metrics.auth(e.reason());
-                ProxyError::InvalidToken
-            })
+                Err(ProxyError::InvalidToken)
+            }
+            Err(VerifyFailure::KeysUnavailable) => {
+                ctx.auth = "unavailable";
+                tracing::warn!("an external issuer's keys are not loaded; failing closed");
+                Err(ProxyError::Unavailable)
+            }
+        }
     }
 
     /// Runs one store operation, recording its latency; a failure fails closed (503).
@@ -412,6 +466,7 @@ impl Gateway {
                 let now = unix_now();
                 let minted = self
                     .tokens
+                    .own
                     .mint(&user.user_id, &user.email, &user.roles, now)
                     .map_err(|error| {
                         tracing::error!(%error, "minting an access token failed");
@@ -434,7 +489,7 @@ impl Gateway {
                 let body = serde_json::json!({
                     "access_token": minted.token,
                     "token_type": "Bearer",
-                    "expires_in": self.tokens.lifetime_secs(),
+                    "expires_in": self.tokens.own.lifetime_secs(),
                 });
                 write_json(session, ctx, StatusCode::OK, &[], body.to_string(), false).await
             }
@@ -499,25 +554,59 @@ impl Gateway {
             });
         }
         check_content_length(session.req_header(), 0)?;
+        let now = unix_now();
         if all {
             // Only a live session may end every session of its user.
-            let claims = self.authenticate(session, ctx).await?;
-            let max_lifetime = self.tokens.lifetime_secs() + 60;
-            self.timed(
-                "session_revoke_all",
-                self.sessions
-                    .revoke_all(&claims.sub, unix_now(), max_lifetime),
-            )
-            .await?;
+            let (claims, origin) = self.authenticate(session, ctx).await?;
+            match origin {
+                TokenOrigin::Own => {
+                    let max_lifetime = self.tokens.own.lifetime_secs() + 60;
+                    self.timed(
+                        "session_revoke_all",
+                        self.sessions.revoke_all(&claims.sub, now, max_lifetime),
+                    )
+                    .await?;
+                }
+                TokenOrigin::External(i) => {
+                    let issuer = &self.tokens.issuers[i].config;
+                    self.timed(
+                        "external_revoke_all",
+                        self.sessions.deny_user(
+                            &issuer.name,
+                            &claims.sub,
+                            now,
+                            now + issuer.max_lifetime + 60,
+                        ),
+                    )
+                    .await?;
+                }
+            }
             tracing::info!(user = %claims.sub, "logout-all: every session of the user revoked");
         } else {
             // A correctly signed token that is already revoked still gets 204 (RFC 7009 2.2).
-            let claims = self.verified_claims(session, ctx)?;
-            self.timed(
-                "session_revoke",
-                self.sessions.revoke(&claims.jti, &claims.sub),
-            )
-            .await?;
+            let (claims, origin) = self.verified_claims(session, ctx).await?;
+            match origin {
+                TokenOrigin::Own => {
+                    self.timed(
+                        "session_revoke",
+                        self.sessions.revoke(&claims.jti, &claims.sub),
+                    )
+                    .await?;
+                }
+                TokenOrigin::External(i) => {
+                    // Kept past `exp` by the leeway, so the token cannot come back within it.
+                    self.timed(
+                        "external_revoke",
+                        self.sessions.deny(
+                            &self.tokens.issuers[i].config.name,
+                            &claims.jti,
+                            claims.exp + 60,
+                            now,
+                        ),
+                    )
+                    .await?;
+                }
+            }
         }
         write_json(
             session,
@@ -574,6 +663,7 @@ impl Gateway {
             Handler::Login => "login",
             Handler::Logout => "logout",
             Handler::LogoutAll => "logout_all",
+            Handler::Jwks => "jwks",
             Handler::None => "none",
         }
     }
@@ -852,11 +942,17 @@ impl ProxyHttp for Gateway {
         let route = &self.routes.routes()[i];
         let method = session.req_header().method.as_str().to_owned();
         let path = session.req_header().uri.path().to_owned();
+        // External users are namespaced by issuer, so `alice` of an identity provider can never act
+        // as the proxy's own user `alice` upstream.
+        let user_id = match &ctx.identity_issuer {
+            None => claims.sub.clone(),
+            Some(issuer) => format!("{issuer}:{}", claims.sub),
+        };
         let assertion = self
             .asserter
             .mint(
                 &route.upstream_name,
-                &claims.sub,
+                &user_id,
                 &claims.email,
                 &claims.roles,
                 &claims.jti,
@@ -865,7 +961,10 @@ impl ProxyHttp for Gateway {
                 unix_now(),
             )
             .map_err(|_| pingora_error(500, "minting the identity assertion failed"))?;
-        up.insert_header("x-user-id", claims.sub.as_str())?;
+        up.insert_header("x-user-id", user_id.as_str())?;
+        if let Some(issuer) = &ctx.identity_issuer {
+            up.insert_header("x-user-issuer", issuer.as_str())?;
+        }
         up.insert_header("x-user-email", claims.email.as_str())?;
         up.insert_header("x-user-roles", claims.roles.join(","))?;
         up.insert_header("x-identity-assertion", assertion)?;

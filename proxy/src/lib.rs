@@ -39,6 +39,8 @@ pub mod error;
 pub mod framing;
 pub mod gateway;
 pub mod identity;
+pub mod issuers;
+pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod routing;
@@ -150,10 +152,23 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
     let login_pool = pool_index(&config.sessions.upstream)
         .context("the sessions upstream is not a configured pool")?;
 
+    let external = config
+        .issuers
+        .iter()
+        .map(|issuer| {
+            issuers::Issuer::new(issuer.clone(), metrics.jwks_fetches.clone())
+                .map(Arc::new)
+                .with_context(|| format!("preparing issuer `{}`", issuer.name))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let gateway = Gateway {
         routes,
         pools: Arc::clone(&pools),
-        tokens: auth::TokenService::from_config(&config.jwt),
+        tokens: issuers::Verifier::new(
+            auth::TokenService::from_config(&config.jwt),
+            external,
+            i64::try_from(config.jwt.leeway.as_secs()).unwrap_or(30),
+        ),
         sessions: Arc::clone(&sessions),
         attempts: Arc::clone(&attempts),
         check_permits: tokio::sync::Semaphore::new(config.max_concurrent_checks),
@@ -197,6 +212,13 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
             config.jwt.lifetime.as_secs() + config.jwt.leeway.as_secs(),
         )
         .unwrap_or(i64::MAX),
+        issuers: Arc::new(
+            config
+                .issuers
+                .iter()
+                .map(|i| (i.name.clone(), i.max_lifetime + 60))
+                .collect(),
+        ),
     };
     server.add_service(pingora::services::background::background_service(
         "admin",

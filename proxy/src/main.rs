@@ -48,9 +48,19 @@ enum AdminAction {
     /// Clear an account's failures, block and lock.
     Unlock { email: String },
     /// Revoke every session of a user.
-    RevokeUser { user_id: String },
+    RevokeUser {
+        user_id: String,
+        /// An external issuer's name (`[[issuers]] name`); the user's `sub` at that issuer.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
     /// Revoke one token by its jti.
-    RevokeToken { jti: String },
+    RevokeToken {
+        jti: String,
+        /// An external issuer's name, for a token that issuer minted.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,8 +118,12 @@ fn operate(config: &Config, cmd: Command) -> ExitCode {
                 let cmd = match action {
                     AdminAction::Status { email } => AdminCommand::Status { email },
                     AdminAction::Unlock { email } => AdminCommand::Unlock { email },
-                    AdminAction::RevokeUser { user_id } => AdminCommand::RevokeUser { user_id },
-                    AdminAction::RevokeToken { jti } => AdminCommand::RevokeToken { jti },
+                    AdminAction::RevokeUser { user_id, issuer } => {
+                        AdminCommand::RevokeUser { user_id, issuer }
+                    }
+                    AdminAction::RevokeToken { jti, issuer } => {
+                        AdminCommand::RevokeToken { jti, issuer }
+                    }
                 };
                 client::run(&config.admin, &cmd).await
             }

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub framing_rejections: IntCounterVec,
     pub store_duration: HistogramVec,
     pub store_errors: IntCounter,
+    /// JWKS fetches of external issuers (`issuer`, `result`: ok, error).
+    pub jwks_fetches: IntCounterVec,
 }
 
 fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, prometheus::Error> {
@@ -180,6 +182,12 @@ impl Metrics {
                 &r,
                 "edge_proxy_store_errors_total",
                 "Store operations that failed or timed out",
+            )?,
+            jwks_fetches: counter_vec(
+                &r,
+                "edge_proxy_jwks_fetches_total",
+                "JWKS fetches of external token issuers, by issuer and result",
+                &["issuer", "result"],
             )?,
             registry: r,
         })

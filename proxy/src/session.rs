@@ -1,7 +1,8 @@
 //! The session allowlist: a token is honoured only while its `jti` is in the store, bound to its `sub`,
 //! and issued after the user's last revoke-all (R-JWT-3..6). Two implementations share one contract
 //! suite (`tests/proxy/session_contract.rs`): `MemorySessionStore` (one process, the embedded default)
-//! and `RedisSessionStore` (shared by every replica, entries expire with their tokens).
+//! and `RedisSessionStore` (shared by every replica, entries expire with their tokens). Tokens of external
+//! issuers use a denylist instead (`external_status`, `deny`, `deny_user`), namespaced by issuer.
 
 use async_trait::async_trait;
 
@@ -39,6 +40,29 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError>;
     /// Revokes a token by `jti` alone (admin); returns whether it was live.
     async fn revoke_jti(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Is this token of external issuer `issuer` still honoured? External tokens are not recorded at
+    /// mint time, so this is a denylist: refused when `jti` was denied or `iat` precedes the user's
+    /// revoke-all (R-JWT-9).
+    async fn external_status(
+        &self,
+        issuer: &str,
+        jti: &str,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Result<SessionStatus, StoreError>;
+    /// Denies one external token until `until` (at least its `exp`). Idempotent.
+    async fn deny(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), StoreError>;
+    /// Refuses every token of external user `sub` issued at or before `now` (second resolution:
+    /// external tokens have no allowlist entry to delete, so the revoking second itself is refused
+    /// too), remembered until `until`.
+    async fn deny_user(
+        &self,
+        issuer: &str,
+        sub: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<(), StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -20,11 +20,14 @@ pub enum AdminCommand {
     Unlock {
         email: String,
     },
+    /// `issuer`: an external issuer's name; `None` for the proxy's own tokens.
     RevokeUser {
         user_id: String,
+        issuer: Option<String>,
     },
     RevokeToken {
         jti: String,
+        issuer: Option<String>,
     },
 }
 
@@ -62,14 +65,28 @@ pub async fn run(admin: &AdminConfig, cmd: &AdminCommand) -> Result<String, Stri
             format!("/admin/accounts/{}/unlock", segment(email)),
             "unlocked",
         ),
-        AdminCommand::RevokeUser { user_id } => (
+        AdminCommand::RevokeUser { user_id, issuer } => (
             reqwest::Method::POST,
-            format!("/admin/users/{}/revoke-all", segment(user_id)),
+            match issuer {
+                None => format!("/admin/users/{}/revoke-all", segment(user_id)),
+                Some(iss) => format!(
+                    "/admin/issuers/{}/users/{}/revoke-all",
+                    segment(iss),
+                    segment(user_id)
+                ),
+            },
             "all sessions of the user revoked",
         ),
-        AdminCommand::RevokeToken { jti } => (
+        AdminCommand::RevokeToken { jti, issuer } => (
             reqwest::Method::POST,
-            format!("/admin/tokens/{}/revoke", segment(jti)),
+            match issuer {
+                None => format!("/admin/tokens/{}/revoke", segment(jti)),
+                Some(iss) => format!(
+                    "/admin/issuers/{}/tokens/{}/revoke",
+                    segment(iss),
+                    segment(jti)
+                ),
+            },
             "token revoked",
         ),
     };

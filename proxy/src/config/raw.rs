@@ -34,6 +34,9 @@ pub struct RawConfig {
     pub cors: BTreeMap<String, RawCors>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// External token issuers; their tokens are accepted alongside the proxy's own.
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
@@ -167,6 +170,51 @@ pub struct RawJwt {
     pub leeway_seconds: u64,
     #[serde(default = "default_issuer")]
     pub realm: String,
+    /// The key being rotated out: it still verifies (never signs) until `verify_until`.
+    pub previous: Option<RawPreviousKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreviousKey {
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    pub key_id: Option<String>,
+    /// RFC 3339 time after which tokens signed with this key are refused.
+    pub verify_until: String,
+}
+
+/// An external token issuer (R-JWT-9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// Short label-safe name: metrics, store keys, admin paths and the `X-User-Id` namespace.
+    pub name: String,
+    /// Exact `iss` claim.
+    pub iss: String,
+    /// A JWKS file path, or an `https://` URL.
+    pub jwks: String,
+    /// PEM file of extra CA certificates trusted for the JWKS URL (a private CA).
+    pub jwks_ca_file: Option<String>,
+    pub audiences: Vec<String>,
+    #[serde(default = "default_issuer_algorithms")]
+    pub algorithms: Vec<String>,
+    /// RFC 9068 profile (`typ` `at+jwt`). Off for issuers whose tokens are plain `JWT`s.
+    #[serde(default = "default_true")]
+    pub rfc9068: bool,
+    /// Longest `exp - iat` accepted; also how long a denylist entry is kept.
+    #[serde(default = "default_external_lifetime")]
+    pub max_lifetime_seconds: u64,
+}
+
+fn default_issuer_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_external_lifetime() -> u64 {
+    3600
 }
 
 fn default_alg() -> String {

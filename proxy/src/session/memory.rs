@@ -20,6 +20,10 @@ struct State {
     by_user: HashMap<String, HashSet<String>>,
     /// sub → (not-before, expires)
     user_nbf: HashMap<String, (i64, i64)>,
+    /// (issuer, jti) → denied until
+    denied: HashMap<(String, String), i64>,
+    /// (issuer, sub) → (not-before, expires)
+    external_nbf: HashMap<(String, String), (i64, i64)>,
     inserts: u64,
 }
 
@@ -35,6 +39,8 @@ impl State {
             self.remove(&jti, &sub);
         }
         self.user_nbf.retain(|_, (_, until)| *until > now);
+        self.denied.retain(|_, until| *until > now);
+        self.external_nbf.retain(|_, (_, until)| *until > now);
     }
 
     fn remove(&mut self, jti: &str, sub: &str) {
@@ -141,6 +147,57 @@ impl SessionStore for MemorySessionStore {
         };
         s.remove(jti, &sub);
         Ok(true)
+    }
+
+    async fn external_status(
+        &self,
+        issuer: &str,
+        jti: &str,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Result<SessionStatus, StoreError> {
+        let s = self.lock();
+        let denied = s
+            .denied
+            .get(&(issuer.to_owned(), jti.to_owned()))
+            .is_some_and(|until| *until > now);
+        let before_revoke_all = s
+            .external_nbf
+            .get(&(issuer.to_owned(), sub.to_owned()))
+            .is_some_and(|(nbf, until)| *until > now && iat <= *nbf);
+        Ok(if denied || before_revoke_all {
+            SessionStatus::Revoked
+        } else {
+            SessionStatus::Active
+        })
+    }
+
+    async fn deny(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.inserts += 1;
+        if s.inserts.is_multiple_of(SWEEP_EVERY) {
+            s.sweep(now);
+        }
+        let entry = s
+            .denied
+            .entry((issuer.to_owned(), jti.to_owned()))
+            .or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+
+    async fn deny_user(
+        &self,
+        issuer: &str,
+        sub: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.external_nbf
+            .insert((issuer.to_owned(), sub.to_owned()), (now, until));
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,7 +3,9 @@
 //! Keys (all under the configured prefix):
 //! - `jwt:jti:<jti>` = `<sub>`, expiring at the token's `exp` (`EXAT`): the allowlist entry;
 //! - `jwt:user:<sub>`: set of the user's live jtis, expiring with the newest of them;
-//! - `jwt:user_nbf:<sub>` = unix time of the last revoke-all, kept for one token lifetime.
+//! - `jwt:user_nbf:<sub>` = unix time of the last revoke-all, kept for one token lifetime;
+//! - `jwt:ext:<issuer>:deny:<jti>`: an external token revoked, until its `exp` or longer;
+//! - `jwt:ext:<issuer>:user_nbf:<sub>`: revoke-all time of an external user, for the issuer's lifetime.
 //!
 //! Every write is one Lua script, so concurrent replicas never see half an update; a check is one
 //! `MGET` round trip. Nothing needs sweeping: every key carries its own expiry. Scripts build jti keys
@@ -85,6 +87,12 @@ impl RedisSessionStore {
     fn nbf_key(&self, sub: &str) -> String {
         format!("{}jwt:user_nbf:{sub}", self.prefix)
     }
+    fn deny_key(&self, issuer: &str, jti: &str) -> String {
+        format!("{}jwt:ext:{issuer}:deny:{jti}", self.prefix)
+    }
+    fn external_nbf_key(&self, issuer: &str, sub: &str) -> String {
+        format!("{}jwt:ext:{issuer}:user_nbf:{sub}", self.prefix)
+    }
 }
 
 #[async_trait]
@@ -148,6 +156,71 @@ impl SessionStore for RedisSessionStore {
         inv.arg(format!("{}jwt:user:", self.prefix)).arg(jti);
         let n: i64 = self.redis.within(inv.invoke_async(&mut c)).await?;
         Ok(n == 1)
+    }
+
+    async fn external_status(
+        &self,
+        issuer: &str,
+        jti: &str,
+        sub: &str,
+        iat: i64,
+        _now: i64,
+    ) -> Result<SessionStatus, StoreError> {
+        let mut c = self.redis.conn().await?;
+        let (denied, nbf): (Option<i64>, Option<i64>) = self
+            .redis
+            .within(
+                redis::cmd("MGET")
+                    .arg(self.deny_key(issuer, jti))
+                    .arg(self.external_nbf_key(issuer, sub))
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(if denied.is_some() || nbf.is_some_and(|nbf| iat <= nbf) {
+            SessionStatus::Revoked
+        } else {
+            SessionStatus::Active
+        })
+    }
+
+    async fn deny(&self, issuer: &str, jti: &str, until: i64, _now: i64) -> Result<(), StoreError> {
+        let mut c = self.redis.conn().await?;
+        // `GT` only ever extends an existing entry (a second, longer revocation wins).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.deny_key(issuer, jti))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(until)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(self.deny_key(issuer, jti))
+            .arg(until)
+            .arg("GT")
+            .ignore();
+        self.redis.within(pipe.query_async::<()>(&mut c)).await
+    }
+
+    async fn deny_user(
+        &self,
+        issuer: &str,
+        sub: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.redis.conn().await?;
+        self.redis
+            .within(
+                redis::cmd("SET")
+                    .arg(self.external_nbf_key(issuer, sub))
+                    .arg(now)
+                    .arg("EXAT")
+                    .arg(until)
+                    .query_async::<()>(&mut c),
+            )
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

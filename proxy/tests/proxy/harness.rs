@@ -217,8 +217,17 @@ impl TestProxy {
         extra: &str,
         stores: impl FnOnce(&Config) -> Option<Stores>,
     ) -> Self {
+        Self::start_edited(upstream, |text| format!("{text}\n{extra}"), stores).await
+    }
+
+    /// Like `start_with`, with the whole test config text passed through `edit`.
+    pub async fn start_edited(
+        upstream: SocketAddr,
+        edit: impl FnOnce(String) -> String,
+        stores: impl FnOnce(&Config) -> Option<Stores>,
+    ) -> Self {
         let port = free_port();
-        let text = format!("{}\n{extra}", config_toml(port, upstream));
+        let text = edit(config_toml(port, upstream));
         let cfg = Config::from_toml(&text, &Default::default(), std::path::Path::new("."))
             .expect("test config is valid");
         let stores = match stores(&cfg) {

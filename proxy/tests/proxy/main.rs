@@ -9,6 +9,7 @@ mod cors;
 mod framing;
 mod gateway;
 mod harness;
+mod issuers;
 mod limits;
 mod metrics;
 mod session_contract;

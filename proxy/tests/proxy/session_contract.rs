@@ -64,6 +64,51 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
     assert!(s.revoke_jti("j3").await.unwrap());
     assert!(!s.revoke_jti("j3").await.unwrap());
     assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Revoked);
+
+    // External tokens: a denylist per issuer, by jti and by the user's revoke-all time.
+    let ext = |jti: &'static str, sub: &'static str, iat: i64| {
+        let s = Arc::clone(&s);
+        async move { s.external_status("idp", jti, sub, iat, now).await.unwrap() }
+    };
+    assert_eq!(
+        ext("e1", "carol", now).await,
+        Active,
+        "not denied: honoured"
+    );
+    s.deny("idp", "e1", now + 900, now).await.unwrap();
+    s.deny("idp", "e1", now + 300, now).await.unwrap();
+    assert_eq!(ext("e1", "carol", now).await, Revoked);
+    assert_eq!(ext("e2", "carol", now).await, Active);
+    assert_eq!(
+        s.external_status("other-idp", "e1", "carol", now, now)
+            .await
+            .unwrap(),
+        Active,
+        "denylists are per issuer"
+    );
+    assert_eq!(
+        s.status("e1", "carol", now, now).await.unwrap(),
+        Revoked,
+        "a denied external jti is never on the own allowlist"
+    );
+    s.deny_user("idp", "carol", now, now + 3660).await.unwrap();
+    assert_eq!(ext("e3", "carol", now - 1).await, Revoked, "issued before");
+    assert_eq!(
+        ext("e3", "carol", now).await,
+        Revoked,
+        "issued in the same second"
+    );
+    assert_eq!(ext("e3", "carol", now + 1).await, Active, "issued after");
+    assert_eq!(
+        ext("e3", "dave", now - 1).await,
+        Active,
+        "other users untouched"
+    );
+    assert_eq!(
+        s.status("j4", "carol", now - 1, now).await.unwrap(),
+        Revoked,
+        "unknown own jti stays refused"
+    );
 }
 
 #[tokio::test]
@@ -122,6 +167,19 @@ async fn redis_store_meets_the_session_contract_and_keys_expire_with_tokens() {
     assert!(
         (950..=960).contains(&nbf_ttl),
         "revoke-all mark kept one token lifetime: {nbf_ttl}"
+    );
+    let deny_ttl = ttl(format!("{}jwt:ext:idp:deny:e1", guard.prefix), &mut c);
+    assert!(
+        (890..=900).contains(&deny_ttl),
+        "a denied jti is kept until the longest revocation asked for, then expires: {deny_ttl}"
+    );
+    let ext_nbf_ttl = ttl(
+        format!("{}jwt:ext:idp:user_nbf:carol", guard.prefix),
+        &mut c,
+    );
+    assert!(
+        (3650..=3660).contains(&ext_nbf_ttl),
+        "external revoke-all mark kept the issuer's lifetime: {ext_nbf_ttl}"
     );
 }
 

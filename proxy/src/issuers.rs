@@ -1,0 +1,848 @@
+//! External token issuers (SECURITY.md R-JWT-9): tokens minted by an identity provider that a platform
+//! team already runs, verified locally against the issuer's JWKS.
+//!
+//! - Keys come from a JWKS file (loaded at start-up; a bad file is a config error) or an `https://` URL
+//!   fetched with a 5 s timeout, a 64 KiB cap and no redirects, cached for `Cache-Control: max-age`
+//!   clamped to [5 min, 24 h]. A stale set is refreshed in the background and kept while the issuer is
+//!   down; a `kid` not in the set triggers at most one refetch per issuer per 60 s.
+//! - Only RS256, PS256, ES256 and EdDSA (configurable subset); RSA keys under 2048 bits are refused. A
+//!   key is chosen by `kid` among this issuer's keys only; `jku`, `x5u`, `jwk` and `x5c` are ignored,
+//!   `crit` is refused.
+//! - Claims are typed: `iss` exact, `aud` one of the configured audiences, `sub`, `jti`, integer `exp`
+//!   and `iat` (and `nbf` if present), lifetime at most `max_lifetime_seconds`.
+//!
+//! Which verifier a token goes to is decided by its `iss` (`Verifier::verify`): the proxy's own issuer
+//! goes to `TokenService` with the own keys, a configured external `iss` to that issuer's keys, anything
+//! else is refused. Since the issuer names differ (checked at start-up) and each path only uses its own
+//! keys, own and external tokens can never be accepted in each other's place (RFC 8725 section 3.12).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::auth::{check_times, split_compact, AccessClaims, AuthError, TokenService};
+
+/// JWKS fetch limits (R-JWT-9).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+pub const MIN_CACHE: Duration = Duration::from_secs(300);
+pub const MAX_CACHE: Duration = Duration::from_secs(86_400);
+/// An unknown `kid` refetches at most this often per issuer.
+pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(60);
+/// While no key set was ever loaded, fetches are retried at most this often.
+const INITIAL_RETRY: Duration = Duration::from_secs(5);
+const MIN_RSA_BITS: usize = 2048;
+const MAX_RSA_BITS: usize = 8192;
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    File(PathBuf),
+    Url {
+        url: reqwest::Url,
+        /// Extra trusted CA certificates (PEM), for an issuer behind a private CA.
+        ca_pem: Option<Vec<u8>>,
+    },
+}
+
+/// A validated `[[issuers]]` entry.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub name: String,
+    pub iss: String,
+    pub source: JwksSource,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub rfc9068: bool,
+    pub max_lifetime: i64,
+}
+
+impl IssuerConfig {
+    /// Checks one `[[issuers]]` entry; every problem names its key.
+    pub fn from_raw(
+        i: usize,
+        raw: &crate::config::raw::RawIssuer,
+        base_dir: &Path,
+    ) -> Result<Self, Vec<String>> {
+        let key = format!("issuers[{i}]");
+        let mut problems = Vec::new();
+        if raw.name.is_empty()
+            || raw.name.len() > 32
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(format!(
+                "{key}.name: use 1 to 32 letters, digits, `-` and `_` (it is a metric label and a store key)"
+            ));
+        }
+        if raw.iss.is_empty() {
+            problems.push(format!("{key}.iss: must not be empty"));
+        }
+        if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+            problems.push(format!(
+                "{key}.audiences: at least one non-empty audience is required"
+            ));
+        }
+        let mut algorithms = Vec::new();
+        for alg in &raw.algorithms {
+            match alg.as_str() {
+                "RS256" => algorithms.push(Algorithm::RS256),
+                "PS256" => algorithms.push(Algorithm::PS256),
+                "ES256" => algorithms.push(Algorithm::ES256),
+                "EdDSA" => algorithms.push(Algorithm::EdDSA),
+                other => problems.push(format!(
+                    "{key}.algorithms: `{other}` is not allowed; use RS256, PS256, ES256 or EdDSA (never HS*, RFC 8725 section 3.1)"
+                )),
+            }
+        }
+        if raw.algorithms.is_empty() {
+            problems.push(format!(
+                "{key}.algorithms: at least one algorithm is required"
+            ));
+        }
+        if raw.max_lifetime_seconds == 0
+            || raw.max_lifetime_seconds > crate::config::MAX_TOKEN_LIFETIME_SECS
+        {
+            problems.push(format!(
+                "{key}.max_lifetime_seconds: must be between 1 and {}",
+                crate::config::MAX_TOKEN_LIFETIME_SECS
+            ));
+        }
+        let source = if raw.jwks.starts_with("https://") {
+            let ca_pem = raw.jwks_ca_file.as_ref().and_then(|f| {
+                std::fs::read(base_dir.join(f))
+                    .map_err(|e| {
+                        problems.push(format!("{key}.jwks_ca_file: cannot read `{f}`: {e}"))
+                    })
+                    .ok()
+            });
+            match reqwest::Url::parse(&raw.jwks) {
+                Ok(url)
+                    if url.host_str().is_some()
+                        && url.username().is_empty()
+                        && url.password().is_none() =>
+                {
+                    Some(JwksSource::Url { url, ca_pem })
+                }
+                _ => {
+                    problems.push(format!(
+                        "{key}.jwks: `{}` is not a valid https URL without credentials",
+                        raw.jwks
+                    ));
+                    None
+                }
+            }
+        } else if raw.jwks.contains("://") {
+            problems.push(format!(
+                "{key}.jwks: only https:// URLs or file paths are accepted (got `{}`)",
+                raw.jwks
+            ));
+            None
+        } else {
+            if raw.jwks_ca_file.is_some() {
+                problems.push(format!(
+                    "{key}.jwks_ca_file: only applies to an https jwks URL"
+                ));
+            }
+            Some(JwksSource::File(base_dir.join(&raw.jwks)))
+        };
+        let config = source.map(|source| Self {
+            name: raw.name.clone(),
+            iss: raw.iss.clone(),
+            source,
+            audiences: raw.audiences.clone(),
+            algorithms,
+            rfc9068: raw.rfc9068,
+            max_lifetime: i64::try_from(raw.max_lifetime_seconds).unwrap_or(3600),
+        });
+        if let Some(Self {
+            source: JwksSource::File(path),
+            algorithms,
+            ..
+        }) = &config
+        {
+            match std::fs::read(path) {
+                Ok(bytes) => match parse_jwks(&bytes, algorithms) {
+                    Ok(set) if set.rejected.is_empty() && !set.keys.is_empty() => {}
+                    Ok(set) if set.keys.is_empty() && set.rejected.is_empty() => {
+                        problems.push(format!("{key}.jwks: `{}` holds no keys", path.display()));
+                    }
+                    Ok(set) => problems.extend(
+                        set.rejected
+                            .iter()
+                            .map(|r| format!("{key}.jwks: `{}`: {r}", path.display())),
+                    ),
+                    Err(e) => problems.push(format!("{key}.jwks: `{}`: {e}", path.display())),
+                },
+                Err(e) => {
+                    problems.push(format!("{key}.jwks: cannot read `{}`: {e}", path.display()))
+                }
+            }
+        }
+        match config {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// One usable key of an issuer.
+struct ExtKey {
+    kid: Option<String>,
+    /// The key type's algorithms (RSA: RS256/PS256; P-256: ES256; Ed25519: EdDSA), narrowed by the
+    /// JWK's `alg` if it has one and by the issuer's allowed list.
+    algorithms: Vec<Algorithm>,
+    decoding: DecodingKey,
+}
+
+/// A parsed JWKS: the keys that can be used and why the others were refused.
+pub struct KeySet {
+    keys: Vec<ExtKey>,
+    pub rejected: Vec<String>,
+}
+
+impl KeySet {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for a token's `kid`: an exact match, or the only key when the token names none.
+    fn find(&self, kid: Option<&str>) -> Option<&ExtKey> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct JwksDoc {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default, rename = "use")]
+    use_: Option<String>,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+}
+
+/// Parses a JWKS document, keeping the keys usable with `allowed` algorithms. A document that is not
+/// a JWKS is an error; a key that is refused (weak, unknown type, not for signing) is listed in
+/// `rejected` and skipped.
+pub fn parse_jwks(bytes: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
+    let doc: JwksDoc =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut set = KeySet {
+        keys: Vec::new(),
+        rejected: Vec::new(),
+    };
+    for (i, value) in doc.keys.into_iter().enumerate() {
+        let label = value
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .map_or_else(|| format!("key {i}"), |k| format!("key `{k}`"));
+        match serde_json::from_value::<Jwk>(value)
+            .map_err(|e| format!("malformed: {e}"))
+            .and_then(|jwk| usable_key(jwk, allowed))
+        {
+            Ok(Some(key)) => set.keys.push(key),
+            Ok(None) => {}
+            Err(e) => set.rejected.push(format!("{label} refused: {e}")),
+        }
+    }
+    Ok(set)
+}
+
+/// `Ok(None)` for keys that are fine but not for us (encryption keys, algorithms not allowed here).
+fn usable_key(jwk: Jwk, allowed: &[Algorithm]) -> Result<Option<ExtKey>, String> {
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Ok(None);
+    }
+    let b64 = |s: &Option<String>, what: &str| -> Result<Vec<u8>, String> {
+        let s = s.as_deref().ok_or_else(|| format!("missing `{what}`"))?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| format!("`{what}` is not base64url"))
+    };
+    let (family, decoding) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("RSA", _) => {
+            let n = b64(&jwk.n, "n")?;
+            let e = b64(&jwk.e, "e")?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            let bits = significant * 8
+                - n.iter()
+                    .find(|b| **b != 0)
+                    .map_or(0, |b| b.leading_zeros() as usize);
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "RSA key of {bits} bits (at least {MIN_RSA_BITS} are required)"
+                ));
+            }
+            if bits > MAX_RSA_BITS || e.len() > 8 {
+                return Err(format!(
+                    "RSA key of {bits} bits or its exponent is too large"
+                ));
+            }
+            (
+                vec![Algorithm::RS256, Algorithm::PS256],
+                DecodingKey::from_rsa_raw_components(&n, &e),
+            )
+        }
+        ("EC", Some("P-256")) => {
+            let (x, y) = (b64(&jwk.x, "x")?, b64(&jwk.y, "y")?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err("P-256 coordinates must be 32 bytes".into());
+            }
+            let key = DecodingKey::from_ec_components(
+                jwk.x.as_deref().unwrap_or_default(),
+                jwk.y.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| format!("invalid P-256 key: {e}"))?;
+            (vec![Algorithm::ES256], key)
+        }
+        ("OKP", Some("Ed25519")) => {
+            let x = b64(&jwk.x, "x")?;
+            let bytes: [u8; 32] = x
+                .as_slice()
+                .try_into()
+                .map_err(|_| "Ed25519 `x` must be 32 bytes".to_owned())?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| "Ed25519 `x` is not a curve point".to_owned())?;
+            (vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&bytes))
+        }
+        (kty, crv) => {
+            return Err(format!(
+                "key type `{kty}`{} is not supported",
+                crv.map(|c| format!("/{c}")).unwrap_or_default()
+            ))
+        }
+    };
+    let declared = match jwk.alg.as_deref() {
+        None => None,
+        Some(name) => Some(
+            name.parse::<Algorithm>()
+                .ok()
+                .filter(|a| family.contains(a))
+                .ok_or_else(|| format!("`alg` {name} does not fit the key type"))?,
+        ),
+    };
+    let algorithms: Vec<Algorithm> = family
+        .into_iter()
+        .filter(|a| allowed.contains(a) && declared.is_none_or(|d| d == *a))
+        .collect();
+    if algorithms.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ExtKey {
+        kid: jwk.kid,
+        algorithms,
+        decoding,
+    }))
+}
+
+/// How long a fetched set may be used: `Cache-Control: max-age` clamped to [5 min, 24 h].
+pub fn cache_lifetime(cache_control: Option<&str>) -> Duration {
+    let max_age = cache_control.and_then(|cc| {
+        cc.split(',').find_map(|d| {
+            let (k, v) = d.trim().split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("max-age")
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+    });
+    max_age
+        .map(Duration::from_secs)
+        .unwrap_or(MIN_CACHE)
+        .clamp(MIN_CACHE, MAX_CACHE)
+}
+
+/// The only header members looked at on an external token; the others (`jku`, `x5u`, `jwk`, `x5c`,
+/// `x5t`, ...) are ignored. A duplicate of these is an error.
+#[derive(Deserialize)]
+struct ExternalHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct ExternalClaims {
+    iss: String,
+    sub: String,
+    aud: Audience,
+    exp: i64,
+    iat: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    jti: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+}
+
+/// Why an external token could not be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyFailure {
+    Invalid(AuthError),
+    /// The issuer's keys have never been loaded (its JWKS endpoint is down): fail closed with 503.
+    KeysUnavailable,
+}
+
+impl From<AuthError> for VerifyFailure {
+    fn from(e: AuthError) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+/// Mutable state of an issuer's key set.
+struct Cached {
+    keys: Option<Arc<KeySet>>,
+    fresh_until: Instant,
+    last_attempt: Option<Instant>,
+    /// Last refetch caused by an unknown `kid` (rate-limited on its own, R-JWT-9).
+    last_kid_refetch: Option<Instant>,
+}
+
+/// One external issuer at run time.
+pub struct Issuer {
+    pub config: IssuerConfig,
+    validations: Vec<(Algorithm, Validation)>,
+    cached: RwLock<Cached>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    refreshing: AtomicBool,
+    client: Option<reqwest::Client>,
+    fetches: prometheus::IntCounterVec,
+}
+
+impl Issuer {
+    pub fn new(config: IssuerConfig, fetches: prometheus::IntCounterVec) -> anyhow::Result<Self> {
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.set_issuer(&[&config.iss]);
+                v.set_audience(&config.audiences);
+                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                v.validate_exp = false;
+                v.validate_nbf = false;
+                (*alg, v)
+            })
+            .collect();
+        let (client, keys) = match &config.source {
+            JwksSource::File(path) => {
+                let bytes = std::fs::read(path)?;
+                let set = parse_jwks(&bytes, &config.algorithms).map_err(anyhow::Error::msg)?;
+                (None, Some(Arc::new(set)))
+            }
+            JwksSource::Url { ca_pem, .. } => {
+                let mut builder = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .https_only(true)
+                    .timeout(FETCH_TIMEOUT)
+                    .connect_timeout(FETCH_TIMEOUT)
+                    .user_agent("edge-proxy-jwks");
+                if let Some(pem) = ca_pem {
+                    for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                (Some(builder.build()?), None)
+            }
+        };
+        Ok(Self {
+            config,
+            validations,
+            cached: RwLock::new(Cached {
+                keys,
+                fresh_until: Instant::now() + MAX_CACHE * 365,
+                last_attempt: None,
+                last_kid_refetch: None,
+            }),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+            client,
+            fetches,
+        })
+    }
+
+    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, Option<Instant>) {
+        let c = self
+            .cached
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            c.keys.clone(),
+            Instant::now() >= c.fresh_until,
+            c.last_attempt,
+        )
+    }
+
+    /// Fetches the JWKS once (callers decide when). Keeps the old set on failure.
+    async fn fetch(&self) {
+        let (Some(client), JwksSource::Url { url, .. }) = (&self.client, &self.config.source)
+        else {
+            return;
+        };
+        let started = Instant::now();
+        {
+            let mut c = self
+                .cached
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.last_attempt = Some(started);
+        }
+        let result = fetch_jwks(client, url.clone(), &self.config.algorithms).await;
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        self.fetches
+            .with_label_values(&[&self.config.name, label])
+            .inc();
+        match result {
+            Ok((set, lifetime)) => {
+                for r in &set.rejected {
+                    tracing::warn!(issuer = %self.config.name, "JWKS {r}");
+                }
+                tracing::info!(issuer = %self.config.name, keys = set.len(), cache_seconds = lifetime.as_secs(), "JWKS fetched");
+                let mut c = self
+                    .cached
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                c.keys = Some(Arc::new(set));
+                c.fresh_until = started + lifetime;
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %self.config.name, %error, "JWKS fetch failed; keeping the previous keys");
+            }
+        }
+    }
+
+    /// Fetches unless another caller fetched within `min_interval` (coalesces concurrent callers).
+    async fn fetch_at_most_every(&self, min_interval: Duration) {
+        let _guard = self.fetch_lock.lock().await;
+        let (_, _, last) = self.snapshot();
+        if last.is_some_and(|t| t.elapsed() < min_interval) {
+            return;
+        }
+        self.fetch().await;
+    }
+
+    /// A refetch for a `kid` not in the set: at most one per `UNKNOWN_KID_REFETCH`, however many
+    /// invented kids arrive.
+    async fn refetch_for_unknown_kid(&self) {
+        let _guard = self.fetch_lock.lock().await;
+        {
+            let mut c = self
+                .cached
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if c.last_kid_refetch
+                .is_some_and(|t| t.elapsed() < UNKNOWN_KID_REFETCH)
+            {
+                return;
+            }
+            c.last_kid_refetch = Some(Instant::now());
+        }
+        self.fetch().await;
+    }
+
+    /// Keys to verify with; loads them on first use and refreshes a stale set in the background.
+    async fn keys(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let (keys, stale, _) = self.snapshot();
+        match keys {
+            None => {
+                self.fetch_at_most_every(INITIAL_RETRY).await;
+                self.snapshot().0
+            }
+            Some(keys) => {
+                if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move {
+                        this.fetch_at_most_every(UNKNOWN_KID_REFETCH).await;
+                        this.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                Some(keys)
+            }
+        }
+    }
+
+    /// Verifies a token that names this issuer. Revocation is checked separately (denylist).
+    pub async fn verify(
+        self: &Arc<Self>,
+        token: &str,
+        header_json: &[u8],
+        now: i64,
+        leeway: i64,
+    ) -> Result<AccessClaims, VerifyFailure> {
+        let header: ExternalHeader =
+            serde_json::from_slice(header_json).map_err(|_| AuthError::BadHeader)?;
+        if header.crit.is_some() {
+            return Err(AuthError::BadHeader.into());
+        }
+        if self.config.rfc9068
+            && !header.typ.as_deref().is_some_and(|t| {
+                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+            })
+        {
+            return Err(AuthError::BadHeader.into());
+        }
+        let alg: Algorithm = header.alg.parse().map_err(|_| AuthError::BadHeader)?;
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
+            return Err(AuthError::BadHeader.into());
+        };
+        let kid = header.kid.as_deref();
+        if kid.is_some_and(|k| k.len() > 256) {
+            return Err(AuthError::BadHeader.into());
+        }
+        let mut keys = self.keys().await.ok_or(VerifyFailure::KeysUnavailable)?;
+        if keys.find(kid).is_none() && matches!(self.config.source, JwksSource::Url { .. }) {
+            // A rotated-in key: refetch, but at most once a minute however many invented kids arrive.
+            self.refetch_for_unknown_kid().await;
+            if let (Some(fresh), _, _) = self.snapshot() {
+                keys = fresh;
+            }
+        }
+        let key = keys.find(kid).ok_or(AuthError::BadHeader)?;
+        if !key.algorithms.contains(&alg) {
+            return Err(AuthError::BadHeader.into());
+        }
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, &key.decoding, validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::Json(_)
+                | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
+                _ => AuthError::BadSignature,
+            })?;
+        let c = data.claims;
+        check_times(
+            c.iat,
+            c.nbf.unwrap_or(c.iat),
+            c.exp,
+            now,
+            leeway,
+            self.config.max_lifetime,
+        )?;
+        if c.iss != self.config.iss || c.sub.is_empty() || c.jti.is_empty() {
+            return Err(AuthError::BadClaims.into());
+        }
+        let aud = match c.aud {
+            Audience::One(a) => Some(a),
+            Audience::Many(list) => list.into_iter().find(|a| self.config.audiences.contains(a)),
+        };
+        Ok(AccessClaims {
+            iss: c.iss,
+            aud: aud.ok_or(AuthError::BadClaims)?,
+            sub: c.sub,
+            email: c.email.unwrap_or_default(),
+            roles: c.roles.unwrap_or_default(),
+            iat: c.iat,
+            nbf: c.nbf.unwrap_or(c.iat),
+            exp: c.exp,
+            jti: c.jti,
+        })
+    }
+}
+
+/// One bounded JWKS fetch: https only, no redirects, 5 s, at most 64 KiB.
+async fn fetch_jwks(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    allowed: &[Algorithm],
+) -> Result<(KeySet, Duration), String> {
+    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(format!("status {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
+        return Err(format!("body larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    let lifetime = cache_lifetime(
+        response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("body larger than {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let set = parse_jwks(&body, allowed)?;
+    if set.is_empty() {
+        return Err("no usable keys in the JWKS".into());
+    }
+    Ok((set, lifetime))
+}
+
+/// The issuer named by a token's (not yet verified) payload; only used to pick the verifier.
+fn claimed_issuer(token: &str) -> Result<String, AuthError> {
+    #[derive(Deserialize)]
+    struct IssOnly {
+        iss: String,
+    }
+    let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| AuthError::Malformed)?;
+    serde_json::from_slice::<IssOnly>(&bytes)
+        .map(|p| p.iss)
+        .map_err(|_| AuthError::BadClaims)
+}
+
+/// Who verified a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrigin {
+    Own,
+    /// Index into `Verifier::issuers`.
+    External(usize),
+}
+
+/// Every token goes through here: own tokens to `TokenService`, external ones to their issuer.
+pub struct Verifier {
+    pub own: TokenService,
+    pub issuers: Vec<Arc<Issuer>>,
+    leeway: i64,
+}
+
+impl Verifier {
+    pub fn new(own: TokenService, issuers: Vec<Arc<Issuer>>, leeway: i64) -> Self {
+        Self {
+            own,
+            issuers,
+            leeway,
+        }
+    }
+
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(AccessClaims, TokenOrigin), VerifyFailure> {
+        if self.issuers.is_empty() {
+            return Ok((self.own.verify(token, now)?, TokenOrigin::Own));
+        }
+        let header = split_compact(token)?;
+        let iss = claimed_issuer(token)?;
+        if iss == self.own.issuer() {
+            return Ok((self.own.verify(token, now)?, TokenOrigin::Own));
+        }
+        let (i, issuer) = self
+            .issuers
+            .iter()
+            .enumerate()
+            .find(|(_, issuer)| issuer.config.iss == iss)
+            .ok_or(AuthError::BadSignature)?;
+        let claims = issuer.verify(token, &header, now, self.leeway).await?;
+        Ok((claims, TokenOrigin::External(i)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_is_clamped_to_five_minutes_and_a_day() {
+        assert_eq!(cache_lifetime(None), MIN_CACHE);
+        assert_eq!(cache_lifetime(Some("no-store")), MIN_CACHE);
+        assert_eq!(cache_lifetime(Some("max-age=10")), MIN_CACHE);
+        assert_eq!(
+            cache_lifetime(Some("public, max-age=3600")),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(cache_lifetime(Some("max-age=9999999")), MAX_CACHE);
+        assert_eq!(cache_lifetime(Some("max-age=-5")), MIN_CACHE);
+    }
+
+    fn rsa_jwk(bits: usize) -> serde_json::Value {
+        // Only the modulus length matters for the size check; a modulus with its top bit set.
+        let mut n = vec![0xC5u8; bits / 8];
+        n[bits / 8 - 1] |= 1;
+        serde_json::json!({
+            "kty": "RSA", "kid": format!("rsa{bits}"),
+            "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n),
+            "e": "AQAB",
+        })
+    }
+
+    #[test]
+    fn weak_rsa_and_unknown_keys_are_refused_and_others_kept() {
+        let doc = serde_json::json!({ "keys": [
+            rsa_jwk(1024),
+            rsa_jwk(2048),
+            {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "enc", "use": "enc",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "mismatch", "alg": "RS256",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+        ]});
+        let set = parse_jwks(
+            doc.to_string().as_bytes(),
+            &[Algorithm::RS256, Algorithm::EdDSA],
+        )
+        .unwrap();
+        let kids: Vec<_> = set.keys.iter().filter_map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, ["rsa2048", "ed"]);
+        assert_eq!(set.rejected.len(), 3, "{:?}", set.rejected);
+        assert!(set.rejected[0].contains("1024 bits"), "{:?}", set.rejected);
+        assert!(set.rejected[1].contains("`oct`"), "{:?}", set.rejected);
+        assert!(
+            set.rejected[2].contains("does not fit"),
+            "{:?}",
+            set.rejected
+        );
+        assert!(parse_jwks(b"{\"keys\": 5}", &[Algorithm::RS256]).is_err());
+        // A key without kid is used only when it is the only one.
+        assert!(set.find(None).is_none());
+        assert!(set.find(Some("ed")).is_some());
+        assert!(set.find(Some("../../etc/passwd")).is_none());
+    }
+}
