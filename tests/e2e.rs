@@ -98,11 +98,15 @@ struct Backend {
 }
 
 async fn start_backend(client: &reqwest::Client, database_url: &str) -> Backend {
+    start_backend_with(client, database_url, "config/test/backend.toml").await
+}
+
+async fn start_backend_with(client: &reqwest::Client, database_url: &str, config: &str) -> Backend {
     let (_, bin) = binaries();
     let (api, admin) = (free_port(), free_port());
     let proc = spawn(
         &bin,
-        "config/test/backend.toml",
+        config,
         &[
             (
                 "TODO_BACKEND__SERVER__LISTEN".into(),
@@ -134,6 +138,15 @@ async fn start_proxy(
     backend_port: u16,
     store: &[(String, String)],
 ) -> Proxy {
+    start_proxy_with(client, backend_port, store, "config/test/proxy.toml").await
+}
+
+async fn start_proxy_with(
+    client: &reqwest::Client,
+    backend_port: u16,
+    store: &[(String, String)],
+    config: &str,
+) -> Proxy {
     let (bin, _) = binaries();
     let (public, admin) = (free_port(), free_port());
     let mut env = vec![
@@ -148,7 +161,7 @@ async fn start_proxy(
         ),
     ];
     env.extend_from_slice(store);
-    let proc = spawn(&bin, "config/test/proxy.toml", &env);
+    let proc = spawn(&bin, config, &env);
     wait_ready(client, &format!("http://127.0.0.1:{admin}/readyz")).await;
     Proxy {
         base: format!("http://127.0.0.1:{public}"),
@@ -345,6 +358,102 @@ async fn the_stack_works_end_to_end_on_embedded_defaults() {
     .await;
     let proxy = start_proxy(&c, backend.api, &[]).await;
     journey(&c, &proxy, &proxy, backend.api).await;
+}
+
+/// Runs `openssl` as an operator would; the keys it writes are what the binaries must accept.
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_stack_works_end_to_end_with_eddsa_tokens_and_assertions() {
+    // Keys made with the commands docs/secrets.md gives operators.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", &path("jwt.pem")]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        &path("identity.pem"),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &path("identity.pem"),
+        "-pubout",
+        "-out",
+        &path("identity.pub.pem"),
+    ]);
+    let fixtures = root().join("config/test/fixtures").display().to_string();
+    let edit = |file: &str, from: &[(&str, String)]| {
+        let mut text = std::fs::read_to_string(root().join("config/test").join(file))
+            .unwrap()
+            .replace("\"fixtures/", &format!("\"{fixtures}/"));
+        for (old, new) in from {
+            assert!(text.contains(old), "{file} has {old}");
+            text = text.replace(old, new);
+        }
+        let out = dir.path().join(file);
+        std::fs::write(&out, text).unwrap();
+        out.display().to_string()
+    };
+    let backend_config = edit(
+        "backend.toml",
+        &[(
+            "secret_file = \"",
+            format!(
+                "algorithm = \"EdDSA\"\npublic_key_file = \"{}\"\n# was: secret_file = \"",
+                path("identity.pub.pem")
+            ),
+        )],
+    );
+    let proxy_config = edit(
+        "proxy.toml",
+        &[
+            (
+                "key_file = \"",
+                format!(
+                    "algorithm = \"EdDSA\"\nkey_id = \"2026-11\"\nkey_file = \"{}\"\n# was: key_file = \"",
+                    path("jwt.pem")
+                ),
+            ),
+            (
+                "[identity]\nsecret_file = \"",
+                format!(
+                    "[identity]\nalgorithm = \"EdDSA\"\nsecret_file = \"{}\"\n# was: secret_file = \"",
+                    path("identity.pem")
+                ),
+            ),
+        ],
+    );
+    let c = reqwest::Client::new();
+    let backend = start_backend_with(
+        &c,
+        &format!("sqlite:{}", dir.path().join("todo.db").display()),
+        &backend_config,
+    )
+    .await;
+    let proxy = start_proxy_with(&c, backend.api, &[], &proxy_config).await;
+    journey(&c, &proxy, &proxy, backend.api).await;
+    let (s, jwks) = call(
+        &c,
+        "GET",
+        format!("{}/.well-known/jwks.json", proxy.base),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(jwks["keys"][0]["kid"], "2026-11");
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    assert!(jwks["keys"][0].get("d").is_none());
 }
 
 #[tokio::test]

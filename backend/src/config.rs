@@ -101,8 +101,13 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
+    /// `HS256` (shared `secret`) or `EdDSA` (the proxy's `public_key`, PEM SPKI; R-ID-5).
+    #[serde(default = "default_identity_alg")]
+    pub algorithm: String,
     pub secret: Option<String>,
     pub secret_file: Option<String>,
+    pub public_key: Option<String>,
+    pub public_key_file: Option<String>,
     #[serde(default = "default_issuer")]
     pub issuer: String,
     #[serde(default = "default_audience")]
@@ -111,6 +116,9 @@ pub struct RawIdentity {
     pub leeway_seconds: u64,
 }
 
+fn default_identity_alg() -> String {
+    "HS256".into()
+}
 fn default_issuer() -> String {
     "edge-proxy".into()
 }
@@ -218,10 +226,19 @@ pub struct PasswordConfig {
 
 #[derive(Debug)]
 pub struct IdentityConfig {
-    pub secret: SecretBox<Vec<u8>>,
+    pub key: IdentityKey,
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
+}
+
+/// How identity assertions are verified.
+#[derive(Debug)]
+pub enum IdentityKey {
+    /// The secret shared with the proxy.
+    Hs256(SecretBox<Vec<u8>>),
+    /// The proxy's Ed25519 public key: the backend holds nothing that could mint an assertion.
+    EdDsa([u8; 32]),
 }
 
 #[derive(Debug)]
@@ -281,16 +298,49 @@ impl Config {
         if d.acquire_timeout_ms == 0 {
             p.push("database.acquire_timeout_ms: must be greater than 0");
         }
-        let secret = p
-            .take(
-                SecretSource {
-                    name: "identity.secret",
-                    inline: raw.identity.secret.as_deref(),
-                    file: raw.identity.secret_file.as_deref(),
+        let id = &raw.identity;
+        let secret = SecretSource {
+            name: "identity.secret",
+            inline: id.secret.as_deref(),
+            file: id.secret_file.as_deref(),
+        };
+        let public_key = SecretSource {
+            name: "identity.public_key",
+            inline: id.public_key.as_deref(),
+            file: id.public_key_file.as_deref(),
+        };
+        let identity_key = match id.algorithm.as_str() {
+            "HS256" => {
+                if id.public_key.is_some() || id.public_key_file.is_some() {
+                    p.push("identity.public_key: only used with identity.algorithm = \"EdDSA\"");
                 }
-                .require(base_dir),
-            )
-            .and_then(|s| p.take(settings::symmetric_key("identity.secret", &s)));
+                p.take(secret.require(base_dir))
+                    .and_then(|s| p.take(settings::symmetric_key("identity.secret", &s)))
+                    .map(IdentityKey::Hs256)
+            }
+            "EdDSA" => {
+                if id.secret.is_some() || id.secret_file.is_some() {
+                    p.push("identity.secret: not used with EdDSA; set identity.public_key (the proxy's public key, PEM)");
+                }
+                p.take(public_key.require(base_dir)).and_then(|pem| {
+                    use ed25519_dalek::pkcs8::DecodePublicKey as _;
+                    use secrecy::ExposeSecret as _;
+                    p.take(
+                        ed25519_dalek::VerifyingKey::from_public_key_pem(pem.expose_secret().trim())
+                            .map(|k| IdentityKey::EdDsa(k.to_bytes()))
+                            .map_err(|_| {
+                                "identity.public_key: not a PEM Ed25519 public key (`openssl pkey -in key.pem -pubout`)".to_owned()
+                            }),
+                    )
+                })
+            }
+            other => {
+                p.push(format!(
+                    "identity.algorithm: `{other}` is not supported; use HS256 or EdDSA"
+                ));
+                None
+            }
+        };
         if raw.identity.audience.is_empty() {
             p.push("identity.audience: must not be empty");
         }
@@ -306,8 +356,13 @@ impl Config {
         }
         let log_format = p.take(LogFormat::parse(&raw.log.format));
         p.into_result()?;
-        let (Some(listen), Some(admin_listen), Some(database), Some(secret), Some(log_format)) =
-            (listen, admin_listen, database, secret, log_format)
+        let (
+            Some(listen),
+            Some(admin_listen),
+            Some(database),
+            Some(identity_key),
+            Some(log_format),
+        ) = (listen, admin_listen, database, identity_key, log_format)
         else {
             return Err(ConfigError::single("invalid configuration"));
         };
@@ -327,7 +382,7 @@ impl Config {
             },
             migrate: d.migrate,
             identity: IdentityConfig {
-                secret,
+                key: identity_key,
                 issuer: raw.identity.issuer,
                 audience: raw.identity.audience,
                 leeway: Duration::from_secs(raw.identity.leeway_seconds),
@@ -427,5 +482,33 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn eddsa_identity_takes_a_public_key_and_refuses_a_secret() {
+        let load = |identity: &str| {
+            let text = format!("[database]\nurl = \"sqlite:todo.db\"\n[identity]\n{identity}\n");
+            let raw: RawConfig = settings::parse_str(&text, &HashMap::new(), ENV_PREFIX).unwrap();
+            Config::from_raw(raw, Path::new("."))
+        };
+        // RFC 8032 TEST 1's public key in SPKI PEM (what `openssl pkey -pubout` prints).
+        let public = "algorithm = \"EdDSA\"\npublic_key = \"\"\"\n-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n\"\"\"";
+        let c = load(public).unwrap();
+        assert!(matches!(c.identity.key, IdentityKey::EdDsa(k) if k[0] == 0xd7));
+        let both = format!("{public}\nsecret = \"bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\"");
+        let err = load(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("identity.secret: not used with EdDSA"),
+            "{err}"
+        );
+        let err = load("algorithm = \"EdDSA\"\npublic_key = \"nope\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("identity.public_key: not a PEM Ed25519 public key"),
+            "{err}"
+        );
+        let err = load("algorithm = \"RS256\"").unwrap_err().to_string();
+        assert!(err.contains("identity.algorithm"), "{err}");
     }
 }

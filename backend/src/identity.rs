@@ -1,7 +1,8 @@
 //! The backend's side of the identity contract (ARCHITECTURE.md "Identity assertion").
 //!
 //! The backend never sees an access token. It trusts a request's identity only when the proxy's
-//! `X-Identity-Assertion` (an HS256 JWT signed with the shared identity secret) verifies, its `sub`
+//! `X-Identity-Assertion` (a JWT signed with the shared identity secret, HS256, or with the proxy's
+//! Ed25519 key, EdDSA, verified here with its public half) verifies, its `sub`
 //! equals `X-User-Id`, and its `htm`/`htu` equal this request's method and path. A request that
 //! bypasses the proxy, or replays an assertion against another route, cannot act as anyone.
 
@@ -14,7 +15,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::IdentityConfig;
+use crate::config::{IdentityConfig, IdentityKey};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -59,7 +60,14 @@ pub struct AssertionVerifier {
 
 impl AssertionVerifier {
     pub fn new(cfg: &IdentityConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let (alg, key) = match &cfg.key {
+            IdentityKey::Hs256(secret) => (
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.expose_secret()),
+            ),
+            IdentityKey::EdDsa(public) => (Algorithm::EdDSA, DecodingKey::from_ed_der(public)),
+        };
+        let mut validation = Validation::new(alg);
         validation.set_issuer(&[&cfg.issuer]);
         validation.set_audience(&[&cfg.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -67,7 +75,7 @@ impl AssertionVerifier {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         Self {
-            key: DecodingKey::from_secret(cfg.secret.expose_secret()),
+            key,
             validation,
             leeway: i64::try_from(cfg.leeway.as_secs()).unwrap_or(i64::MAX),
         }
@@ -140,7 +148,7 @@ mod tests {
 
     fn verifier() -> AssertionVerifier {
         AssertionVerifier::new(&IdentityConfig {
-            secret: SecretBox::new(Box::new(SECRET.to_vec())),
+            key: IdentityKey::Hs256(SecretBox::new(Box::new(SECRET.to_vec()))),
             issuer: "edge-proxy".into(),
             audience: "todo".into(),
             leeway: std::time::Duration::from_secs(5),
@@ -220,6 +228,39 @@ mod tests {
         assert!(
             v.verify(&wrong_aud, &c.sub, &c.htm, &c.htu, NOW).is_err(),
             "audience"
+        );
+    }
+
+    #[test]
+    fn eddsa_assertions_verify_with_the_public_key_only() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        let proxy_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let public = proxy_key.verifying_key().to_bytes();
+        let v = AssertionVerifier::new(&IdentityConfig {
+            key: IdentityKey::EdDsa(public),
+            issuer: "edge-proxy".into(),
+            audience: "todo".into(),
+            leeway: std::time::Duration::from_secs(5),
+        });
+        let c = at_now(fixture());
+        let ed_sign = |key: &ed25519_dalek::SigningKey| {
+            let mut h = Header::new(Algorithm::EdDSA);
+            h.typ = Some(ASSERTION_TYP.into());
+            let der = key.to_pkcs8_der().unwrap();
+            jsonwebtoken::encode(&h, &c, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+        };
+        let good = ed_sign(&proxy_key);
+        assert!(v.verify(&good, &c.sub, &c.htm, &c.htu, NOW).is_ok());
+        let other = ed_sign(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]));
+        assert!(
+            v.verify(&other, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "another key"
+        );
+        // Algorithm confusion: HS256 keyed with the (public) verification key.
+        let confused = sign(&c, ASSERTION_TYP, &public);
+        assert!(
+            v.verify(&confused, &c.sub, &c.htm, &c.htu, NOW).is_err(),
+            "HS256 with the public key as secret"
         );
     }
 }

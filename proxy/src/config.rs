@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
-use secrecy::{SecretBox, SecretString};
+use secrecy::SecretString;
 use settings::{ConfigError, Problems, SecretSource};
 
 use crate::identity::IpNet;
@@ -92,7 +92,8 @@ pub struct PreviousKey {
 
 #[derive(Debug)]
 pub struct IdentityConfig {
-    pub secret: SecretBox<Vec<u8>>,
+    pub algorithm: SigningAlg,
+    pub key: OwnKey,
     pub issuer: String,
     pub lifetime: Duration,
 }
@@ -321,6 +322,9 @@ impl Config {
             }
         }
 
+        let identity_alg = p.take(
+            SigningAlg::parse(&raw.identity.algorithm).map_err(|e| e.replace("jwt.", "identity.")),
+        );
         let identity_secret = p
             .take(
                 SecretSource {
@@ -330,7 +334,10 @@ impl Config {
                 }
                 .require(base_dir),
             )
-            .and_then(|k| p.take(settings::symmetric_key("identity.secret", &k)));
+            .and_then(|k| {
+                let alg = identity_alg.unwrap_or(SigningAlg::Hs256);
+                p.take(OwnKey::parse(alg, "identity.secret", &k, None))
+            });
         if raw.identity.lifetime_seconds == 0 || raw.identity.lifetime_seconds > 60 {
             p.push("identity.lifetime_seconds: must be between 1 and 60 (R-ID-5)");
         }
@@ -586,7 +593,8 @@ impl Config {
                 realm: raw.jwt.realm,
             },
             identity: IdentityConfig {
-                secret: identity_secret,
+                algorithm: identity_alg.unwrap_or(SigningAlg::Hs256),
+                key: identity_secret,
                 issuer: raw.identity.issuer,
                 lifetime: Duration::from_secs(raw.identity.lifetime_seconds),
             },

@@ -7,8 +7,7 @@
 
 use std::net::IpAddr;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use secrecy::ExposeSecret;
+use jsonwebtoken::{EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::config::IdentityConfig;
@@ -159,10 +158,10 @@ pub struct Asserter {
 
 impl Asserter {
     pub fn from_config(cfg: &IdentityConfig) -> Self {
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(cfg.algorithm.jwt());
         header.typ = Some(ASSERTION_TYP.into());
         Self {
-            key: EncodingKey::from_secret(cfg.secret.expose_secret()),
+            key: cfg.key.encoding(cfg.algorithm),
             header,
             issuer: cfg.issuer.clone(),
             lifetime: i64::try_from(cfg.lifetime.as_secs()).unwrap_or(60),

@@ -233,6 +233,10 @@ fn default_leeway() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
+    /// `HS256` (a shared secret) or `EdDSA` (the secret is a PKCS#8 PEM private key, and the upstream
+    /// verifies with the public half; SECURITY.md R-ID-5).
+    #[serde(default = "default_alg")]
+    pub algorithm: String,
     pub secret: Option<String>,
     pub secret_file: Option<String>,
     #[serde(default = "default_issuer")]
