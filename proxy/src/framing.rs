@@ -6,8 +6,9 @@
 //! `chunked`, a missing `Host`, and oversized request lines and headers. Every framing refusal closes the
 //! connection.
 //!
-//! Not visible here (pingora has parsed them away before any filter runs): bare LF line endings and
-//! chunk-extension length. They need a check at pingora's depth (ARCHITECTURE.md, "Known gaps").
+//! httparse accepts a bare LF as a line end; `check_raw_head` refuses it on the exact bytes pingora
+//! read for the head (`get_headers_raw_bytes`), so nothing a downstream parser might split differently
+//! gets through.
 
 use pingora::http::RequestHeader;
 
@@ -19,6 +20,21 @@ pub const MAX_LINE_BYTES: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// More fields than any browser sends (pingora itself allows 256).
 pub const MAX_HEADER_COUNT: usize = 100;
+
+/// Checks the raw bytes of the request head (request line through the blank line): every LF must end
+/// a CRLF pair and every CR must start one (R-HTTP-1: bare CR or bare LF in the head).
+pub fn check_raw_head(raw: &[u8]) -> Result<(), ProxyError> {
+    let mut prev = 0u8;
+    for (i, &b) in raw.iter().enumerate() {
+        let bare_lf = b == b'\n' && prev != b'\r';
+        let bare_cr = prev == b'\r' && b != b'\n';
+        if bare_lf || bare_cr || (b == b'\r' && i + 1 == raw.len()) {
+            return Err(ProxyError::InvalidRequest);
+        }
+        prev = b;
+    }
+    Ok(())
+}
 
 /// Checks the request head; errors are answered by `Gateway::reject` (and close the connection).
 pub fn check_head(req: &RequestHeader) -> Result<(), ProxyError> {
@@ -97,6 +113,23 @@ pub fn content_length(req: &RequestHeader) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_line_ends_in_the_raw_head_are_refused() {
+        assert!(check_raw_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: a\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n",
+        ] {
+            assert!(
+                check_raw_head(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad).escape_debug()
+            );
+        }
+    }
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/x", None).unwrap();
