@@ -153,6 +153,7 @@ pub struct Config {
     pub max_concurrent_checks: usize,
     pub max_body_bytes: u64,
     pub body_timeouts: BodyTimeouts,
+    pub connections: crate::conn::ConnLimits,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     /// External token issuers (R-JWT-9).
@@ -399,6 +400,9 @@ impl Config {
         if raw.limits.body_idle_timeout_ms == 0 {
             p.push("limits.body_idle_timeout_ms: must be greater than 0");
         }
+        if raw.limits.header_timeout_ms == 0 {
+            p.push("limits.header_timeout_ms: must be greater than 0");
+        }
         if raw.limits.max_body_bytes == 0 {
             p.push("limits.max_body_bytes: must be greater than 0");
         }
@@ -565,7 +569,7 @@ impl Config {
         };
         Ok(Self {
             listen,
-            trusted_proxies,
+            trusted_proxies: trusted_proxies.clone(),
             server: ServerSettings {
                 threads: s.threads,
                 grace_period: Duration::from_secs(s.grace_period_seconds),
@@ -614,6 +618,11 @@ impl Config {
                 idle: Duration::from_millis(raw.limits.body_idle_timeout_ms),
                 min_rate_bytes_per_sec: raw.limits.body_min_rate_bytes_per_sec,
                 grace: Duration::from_millis(raw.limits.body_min_rate_grace_ms),
+            },
+            connections: crate::conn::ConnLimits {
+                header_timeout: Duration::from_millis(raw.limits.header_timeout_ms),
+                max_per_ip: raw.limits.max_connections_per_ip,
+                exempt: trusted_proxies.clone(),
             },
             upstreams,
             routes,

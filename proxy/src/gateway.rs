@@ -87,6 +87,9 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Admit, ProxyError> {
+        if let Some(h1) = session.as_downstream().as_http1() {
+            crate::framing::check_raw_head(&h1.get_headers_raw_bytes())?;
+        }
         crate::framing::check_head(session.req_header())?;
         self.resolve_client(session, ctx);
         strip_inbound(session.req_header_mut())?;
@@ -838,6 +841,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        crate::conn::head_complete(session.as_downstream().stream());
         ctx.request_id = request_id(session.req_header());
         ctx.security_headers = Arc::clone(&self.security_headers);
         ctx.in_flight = Some(crate::metrics::InFlight::start(&self.metrics.in_flight));
@@ -1098,6 +1102,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::conn::request_done(session.as_downstream().stream());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = self.route_label(ctx);
         let method = bounded_method(&session.req_header().method);

@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
@@ -33,6 +32,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod context;
 pub mod cors;
 pub mod error;
@@ -193,7 +193,12 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         security_headers: Arc::new(config.security_headers.clone()),
     };
 
-    let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "edge-proxy");
+    let app = conn::EdgeApp::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        config.connections.clone(),
+        metrics.connections_refused.clone(),
+    );
+    let mut proxy = pingora::services::listening::Service::new("edge-proxy".into(), app);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
 

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// JWKS fetches of external issuers (`issuer`, `result`: ok, error).
     pub jwks_fetches: IntCounterVec,
+    /// Connections closed by the connection limits (`reason`: per_ip_limit, header_timeout).
+    pub connections_refused: IntCounterVec,
 }
 
 fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, prometheus::Error> {
@@ -188,6 +190,12 @@ impl Metrics {
                 "edge_proxy_jwks_fetches_total",
                 "JWKS fetches of external token issuers, by issuer and result",
                 &["issuer", "result"],
+            )?,
+            connections_refused: counter_vec(
+                &r,
+                "edge_proxy_connections_refused_total",
+                "Connections closed by the per-IP limit or the request-head deadline, by reason",
+                &["reason"],
             )?,
             registry: r,
         })

@@ -286,6 +286,10 @@ pub struct RawLimits {
     /// 1000 B/s after the first 20 s, Apache `RequestReadTimeout body=20,MinRate=1000`).
     pub body_min_rate_bytes_per_sec: u64,
     pub body_min_rate_grace_ms: u64,
+    /// Total time for a request head to arrive (R-HTTP: 10 s, then 408 and close).
+    pub header_timeout_ms: u64,
+    /// Open connections per client IP (TCP peer; `trusted_proxies` are exempt). 0 = no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for RawLimits {
@@ -295,6 +299,8 @@ impl Default for RawLimits {
             body_idle_timeout_ms: 10_000,
             body_min_rate_bytes_per_sec: 1_000,
             body_min_rate_grace_ms: 20_000,
+            header_timeout_ms: 10_000,
+            max_connections_per_ip: 100,
         }
     }
 }

@@ -1,0 +1,355 @@
+//! Connection-level limits that no request filter can enforce, because pingora reads the whole request
+//! head before the first filter runs (SECURITY.md R-HTTP table):
+//!
+//! - **A total deadline for the request head** (10 s by default, slowloris). `EdgeApp` wraps every
+//!   accepted stream in `GuardedStream`, whose reads fail once a head has been arriving for longer
+//!   than the deadline; it writes `408 {"error":"request_timeout"}` and the connection closes. The
+//!   clock starts at accept for the first request and at the first byte of each later one (the wait
+//!   before that is the keep-alive idle timeout's). The gateway tells the stream when a head is
+//!   complete (`early_request_filter`) and when a request is over (`logging`), through
+//!   `head_complete` / `request_done` below.
+//! - **Connections per client IP** (100 by default). Counted per TCP peer at accept; a peer over the
+//!   limit gets `429 {"error":"too_many_connections"}` and is closed. Peers in `trusted_proxies`
+//!   are exempt: behind a load balancer every client shares its address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use pingora::server::ShutdownWatch;
+use std::future::Future as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+
+use tokio::time::Sleep;
+
+use crate::identity::IpNet;
+
+const HEAD_TIMEOUT_ANSWER: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 27\r\nconnection: close\r\n\r\n{\"error\":\"request_timeout\"}";
+const TOO_MANY_ANSWER: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\ncontent-length: 32\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\"}";
+
+/// Connection limits from config (`limits.header_timeout_ms`, `limits.max_connections_per_ip`).
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    /// 0 turns the per-IP limit off.
+    pub max_per_ip: usize,
+    pub exempt: Vec<IpNet>,
+}
+
+/// The first head, timed from accept.
+const FIRST_HEAD: u8 = 0;
+/// Head complete, request in progress: no head deadline.
+const IN_REQUEST: u8 = 1;
+/// A later head, timed from its first byte.
+const NEXT_HEAD: u8 = 2;
+
+/// Where the connection is, as far as the head deadline is concerned.
+#[derive(Debug)]
+struct HeadState {
+    phase: AtomicU8,
+}
+
+/// An accepted stream with the request-head deadline.
+#[derive(Debug)]
+pub struct GuardedStream {
+    inner: Stream,
+    state: HeadState,
+    /// The phase the deadline was last set up for.
+    seen: u8,
+    timeout: Duration,
+    /// Armed while a head is awaited: at accept, then at the first byte of each later head.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The 408 has been (or is being) written; reads fail from then on.
+    timed_out: Option<usize>,
+    timeouts: prometheus::IntCounter,
+}
+
+impl GuardedStream {
+    fn new(inner: Stream, timeout: Duration, timeouts: prometheus::IntCounter) -> Self {
+        Self {
+            inner,
+            state: HeadState {
+                phase: AtomicU8::new(FIRST_HEAD),
+            },
+            seen: FIRST_HEAD,
+            timeout,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            timed_out: None,
+            timeouts,
+        }
+    }
+
+    /// Writes as much of the 408 as the socket takes now; then reads report the timeout.
+    fn poll_answer_timeout(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut written = self.timed_out.unwrap_or(0);
+        while written < HEAD_TIMEOUT_ANSWER.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &HEAD_TIMEOUT_ANSWER[written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Pending => {
+                    self.timed_out = Some(written);
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.timed_out = Some(HEAD_TIMEOUT_ANSWER.len());
+        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request head not complete within the deadline",
+        )))
+    }
+}
+
+/// The gateway saw a complete head on `stream` (from `early_request_filter`): stop the clock.
+pub fn head_complete(stream: Option<&Stream>) {
+    if let Some(s) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
+        s.state.phase.store(IN_REQUEST, Ordering::Release);
+    }
+}
+
+/// The request on `stream` is over (from `logging`): the next bytes start a new head.
+pub fn request_done(stream: Option<&Stream>) {
+    if let Some(s) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
+        s.state.phase.store(NEXT_HEAD, Ordering::Release);
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.timed_out.is_some() {
+            return this.poll_answer_timeout(cx);
+        }
+        let phase = this.state.phase.load(Ordering::Acquire);
+        if phase != this.seen {
+            // A new phase: a later head is timed from its first byte, a request body not at all.
+            this.seen = phase;
+            this.deadline = None;
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if phase == IN_REQUEST {
+            return result;
+        }
+        if let Poll::Ready(Ok(())) = &result {
+            if buf.filled().len() > before && this.deadline.is_none() {
+                // First bytes of a keep-alive request: its head has `timeout` from now.
+                this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
+            }
+            return result;
+        }
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                this.timeouts.inc();
+                this.timed_out = Some(0);
+                return this.poll_answer_timeout(cx);
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(self.inner.as_mut()).await;
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// Open connections per client IP.
+#[derive(Default)]
+struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Held while a connection is open; gives its slot back when dropped.
+struct Slot<'a> {
+    per_ip: &'a PerIp,
+    ip: IpAddr,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut open = self
+            .per_ip
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerIp {
+    fn acquire(&self, ip: IpAddr, max: usize) -> Option<Slot<'_>> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { per_ip: self, ip })
+    }
+}
+
+/// The public listener's application: pingora's HTTP proxy behind the connection limits above.
+pub struct EdgeApp<A> {
+    proxy: Arc<A>,
+    limits: ConnLimits,
+    per_ip: PerIp,
+    refused: prometheus::IntCounterVec,
+}
+
+impl<A> EdgeApp<A> {
+    pub fn new(proxy: A, limits: ConnLimits, refused: prometheus::IntCounterVec) -> Self {
+        Self {
+            proxy: Arc::new(proxy),
+            limits,
+            per_ip: PerIp::default(),
+            refused,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let _slot = match peer {
+            Some(ip)
+                if self.limits.max_per_ip > 0
+                    && !self.limits.exempt.iter().any(|n| n.contains(ip)) =>
+            {
+                match self.per_ip.acquire(ip, self.limits.max_per_ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        self.refused.with_label_values(&["per_ip_limit"]).inc();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            let _ = stream.write_all(TOO_MANY_ANSWER).await;
+                            let _ = stream.flush().await;
+                        })
+                        .await;
+                        Shutdown::shutdown(stream.as_mut()).await;
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let guarded: Stream = Box::new(GuardedStream::new(
+            stream,
+            self.limits.header_timeout,
+            self.refused.with_label_values(&["header_timeout"]),
+        ));
+        // pingora's HTTP/1 loop serves every request of the connection inside this call.
+        self.proxy.process_new(guarded, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.cleanup().await;
+    }
+}
