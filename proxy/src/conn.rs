@@ -8,6 +8,8 @@
 //!   before that is the keep-alive idle timeout's). The gateway tells the stream when a head is
 //!   complete (`early_request_filter`) and when a request is over (`logging`), through
 //!   `head_complete` / `request_done` below.
+//! - **Chunk lines** (`chunked.rs`): extensions over 1 KiB and bare line ends in a chunked body are
+//!   found on the raw bytes as they are read; the gateway then refuses the request with 400.
 //! - **Connections per client IP** (100 by default). Counted per TCP peer at accept; a peer over the
 //!   limit gets `429 {"error":"too_many_connections"}` and is closed. Peers in `trusted_proxies`
 //!   are exempt: behind a load balancer every client shares its address.
@@ -35,6 +37,13 @@ use tokio::time::Sleep;
 
 use crate::identity::IpNet;
 
+pub mod chunked;
+
+use self::chunked::ChunkScanner;
+
+/// Body bytes that arrive in the same read as the head are kept (up to this much) for the chunk check.
+const MAX_LEFTOVER: usize = 64 * 1024;
+
 const HEAD_TIMEOUT_ANSWER: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 27\r\nconnection: close\r\n\r\n{\"error\":\"request_timeout\"}";
 const TOO_MANY_ANSWER: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\ncontent-length: 32\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\"}";
 
@@ -60,6 +69,48 @@ struct HeadState {
     phase: AtomicU8,
 }
 
+/// What the stream watches of the request body: where the head ended, and the chunk scanner.
+#[derive(Debug, Default)]
+struct BodyWatch {
+    /// How much of `\r\n\r\n` the head bytes end with so far.
+    head_match: u8,
+    head_ended: bool,
+    /// Bytes read past the end of the head (the start of the body).
+    leftover: Vec<u8>,
+    leftover_overflow: bool,
+    /// Set by the gateway for chunked requests.
+    chunks: Option<ChunkScanner>,
+}
+
+impl BodyWatch {
+    fn saw_head_bytes(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        if !self.head_ended {
+            for (i, &b) in bytes.iter().enumerate() {
+                let expected = b"\r\n\r\n"[usize::from(self.head_match)];
+                self.head_match = if b == expected {
+                    self.head_match + 1
+                } else {
+                    u8::from(b == b'\r')
+                };
+                if self.head_match == 4 {
+                    self.head_ended = true;
+                    rest = &bytes[i + 1..];
+                    break;
+                }
+            }
+            if !self.head_ended {
+                return;
+            }
+        }
+        if self.leftover.len() + rest.len() > MAX_LEFTOVER {
+            self.leftover_overflow = true;
+        } else {
+            self.leftover.extend_from_slice(rest);
+        }
+    }
+}
+
 /// An accepted stream with the request-head deadline.
 #[derive(Debug)]
 pub struct GuardedStream {
@@ -73,6 +124,7 @@ pub struct GuardedStream {
     /// The 408 has been (or is being) written; reads fail from then on.
     timed_out: Option<usize>,
     timeouts: prometheus::IntCounter,
+    body: Mutex<BodyWatch>,
 }
 
 impl GuardedStream {
@@ -87,6 +139,7 @@ impl GuardedStream {
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             timed_out: None,
             timeouts,
+            body: Mutex::new(BodyWatch::default()),
         }
     }
 
@@ -112,17 +165,43 @@ impl GuardedStream {
     }
 }
 
-/// The gateway saw a complete head on `stream` (from `early_request_filter`): stop the clock.
-pub fn head_complete(stream: Option<&Stream>) {
-    if let Some(s) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
-        s.state.phase.store(IN_REQUEST, Ordering::Release);
+fn guarded(stream: Option<&Stream>) -> Option<&GuardedStream> {
+    stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>())
+}
+
+impl GuardedStream {
+    fn watch(&self) -> std::sync::MutexGuard<'_, BodyWatch> {
+        self.body
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The gateway saw a complete head on `stream` (from `early_request_filter`): stop the clock, and
+/// for a chunked body start checking its chunk lines (from the bytes already read past the head).
+pub fn head_complete(stream: Option<&Stream>, chunked: bool) {
+    if let Some(s) = guarded(stream) {
+        s.state.phase.store(IN_REQUEST, Ordering::Release);
+        let mut w = s.watch();
+        let leftover = std::mem::take(&mut w.leftover);
+        w.chunks = (chunked && !w.leftover_overflow).then(|| {
+            let mut scanner = ChunkScanner::new();
+            scanner.feed(&leftover);
+            scanner
+        });
+    }
+}
+
+/// Why the chunked body on `stream` must be refused, if it must.
+pub fn body_violation(stream: Option<&Stream>) -> Option<&'static str> {
+    guarded(stream).and_then(|s| s.watch().chunks.as_ref().and_then(ChunkScanner::violation))
 }
 
 /// The request on `stream` is over (from `logging`): the next bytes start a new head.
 pub fn request_done(stream: Option<&Stream>) {
-    if let Some(s) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
+    if let Some(s) = guarded(stream) {
         s.state.phase.store(NEXT_HEAD, Ordering::Release);
+        *s.watch() = BodyWatch::default();
     }
 }
 
@@ -144,8 +223,18 @@ impl AsyncRead for GuardedStream {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let fresh = &buf.filled()[before..];
         if phase == IN_REQUEST {
+            if !fresh.is_empty() {
+                let mut w = this.watch();
+                if let Some(scanner) = w.chunks.as_mut().filter(|s| !s.is_done()) {
+                    scanner.feed(fresh);
+                }
+            }
             return result;
+        }
+        if !fresh.is_empty() {
+            this.watch().saw_head_bytes(fresh);
         }
         if let Poll::Ready(Ok(())) = &result {
             if buf.filled().len() > before && this.deadline.is_none() {

@@ -724,7 +724,11 @@ async fn read_body_capped(
 ) -> Result<Vec<u8>, ProxyError> {
     let mut body = Vec::new();
     loop {
-        match session.read_request_body().await {
+        let read = session.read_request_body().await;
+        if crate::conn::body_violation(session.as_downstream().stream()).is_some() {
+            return Err(ProxyError::InvalidRequest);
+        }
+        match read {
             Ok(Some(chunk)) => {
                 ctx.body_bytes += chunk.len() as u64;
                 if ctx.body_bytes > max {
@@ -841,7 +845,11 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        crate::conn::head_complete(session.as_downstream().stream());
+        let chunked = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
+        crate::conn::head_complete(session.as_downstream().stream(), chunked);
         ctx.request_id = request_id(session.req_header());
         ctx.security_headers = Arc::clone(&self.security_headers);
         ctx.in_flight = Some(crate::metrics::InFlight::start(&self.metrics.in_flight));
@@ -877,11 +885,19 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(why) = crate::conn::body_violation(session.as_downstream().stream()) {
+            // Failing here aborts the upstream request before the body completes (R-HTTP-1).
+            self.metrics
+                .framing_rejections
+                .with_label_values(&["invalid_request"])
+                .inc();
+            return Err(pingora_error(400, why));
+        }
         if let Some(b) = body {
             let started = *ctx.body_started.get_or_insert_with(std::time::Instant::now);
             ctx.body_bytes += b.len() as u64;
@@ -1037,6 +1053,7 @@ impl ProxyHttp for Gateway {
                 max_bytes: ctx.body_limit,
             },
             ErrorType::HTTPStatus(408) => ProxyError::RequestTimeout,
+            ErrorType::HTTPStatus(400) => ProxyError::InvalidRequest,
             ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
                 ProxyError::RequestTimeout
             }

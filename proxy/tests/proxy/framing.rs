@@ -139,3 +139,66 @@ async fn trace_and_connect_are_never_allowed() {
     }
     assert_eq!(up.seen.count(), 0);
 }
+
+#[tokio::test]
+async fn chunk_lines_over_1_kib_or_with_bare_line_ends_are_refused() {
+    let up = TestUpstream::start().await;
+    let p = TestProxy::start(up.addr).await;
+    let head = "POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let ok_ext = format!("{head}4;{}\r\nabcd\r\n0\r\n\r\n", "e".repeat(1000));
+    let a = raw(p.addr, ok_ext.as_bytes()).await;
+    assert_eq!(
+        a.status,
+        Some(200),
+        "a 1000-byte extension is fine: {}",
+        a.head
+    );
+    assert_eq!(up.forwarded().last().unwrap().body, Some(4));
+
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "extension over 1 KiB",
+            format!("{head}4;{}\r\nabcd\r\n0\r\n\r\n", "e".repeat(1100)),
+        ),
+        (
+            "extension over 1 KiB on the last chunk",
+            format!("{head}4\r\nabcd\r\n0;{}\r\n\r\n", "e".repeat(1100)),
+        ),
+        (
+            "bare LF after the data",
+            format!("{head}4\r\nabcd\n0\r\n\r\n"),
+        ),
+        (
+            "bare LF in a trailer",
+            format!("{head}4\r\nabcd\r\n0\r\nX-T: 1\n\r\n"),
+        ),
+    ];
+    let before = up.forwarded().len();
+    for (name, bytes) in cases {
+        let a = raw(p.addr, bytes.as_bytes()).await;
+        assert_eq!(a.status, Some(400), "{name}: {}", a.head);
+        assert!(a.closed, "{name}");
+    }
+    assert!(
+        up.forwarded()[before..].iter().all(|s| s.body.is_none()),
+        "the upstream never received a complete body: {:?}",
+        up.forwarded()
+    );
+
+    // The same long extension trickled across several reads.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(format!("{head}4\r\nabcd\r\n2;").as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if s.write_all(&[b'e'; 100]).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"\r\nab\r\n0\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}
