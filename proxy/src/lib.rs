@@ -6,18 +6,19 @@
 //!
 //! # Request pipeline
 //!
-//! `Gateway` (`gateway.rs`) is the only `ProxyHttp` implementation. Its phases, in order:
+//! `conn::EdgeApp` accepts each connection (per-IP limit) and wraps its stream (request-head deadline,
+//! chunk-line check); `Gateway` (`gateway.rs`) is the only `ProxyHttp` implementation. Its phases:
 //!
 //! | pingora phase             | our work, in order                                                   | refusal            |
 //! |---------------------------|----------------------------------------------------------------------|--------------------|
-//! | `early_request_filter`    | request id (client's only if a UUID), keep-alive idle timeout         | —                  |
-//! | `request_filter`          | client address → strip identity headers, apply `Connection` → method (`TRACE`/`CONNECT`) → path check → edge endpoints (login, logout, logout-all) → route match → route methods → `Content-Length` limit → token verify → session (allowlist) check | 400 / 404 / 405 / 413 / 401 / 503 |
-//! | `request_body_filter`     | count streamed bytes against the route limit                          | 413                |
+//! | `early_request_filter`    | head complete (to the stream wrapper), request id, keep-alive timeout | —                  |
+//! | `request_filter`          | raw head and framing checks → client address → strip identity headers, apply `Connection` → method (`TRACE`/`CONNECT`) → path check → edge endpoints (JWKS, login, logout, logout-all) → route match → CORS → route methods → `Content-Length` limit → token verify (own or external issuer) → allowlist / denylist check | 400 / 403 / 404 / 405 / 413 / 414 / 431 / 401 / 503 |
+//! | `request_body_filter`     | chunk-line violations; count streamed bytes against the route limit; minimum rate | 400 / 413 / 408 |
 //! | `upstream_peer`           | next healthy peer of the route's pool                                 | 502 (`fail_to_proxy`) |
 //! | `upstream_request_filter` | drop `Authorization`; set `X-Request-Id`, `X-Forwarded-*`, `X-User-*`, `X-Identity-Assertion` | —  |
-//! | `response_filter`         | drop `Server`, add `X-Request-Id`                                     | —                  |
-//! | `fail_to_proxy`           | map pingora errors to JSON 413/502/504                                | —                  |
-//! | `logging`                 | metrics and the access log line                                       | —                  |
+//! | `response_filter`         | drop `Server`, security and CORS headers, add `X-Request-Id`          | —                  |
+//! | `fail_to_proxy`           | map pingora errors to JSON 400/408/413/502/504                        | —                  |
+//! | `logging`                 | request done (to the stream wrapper), metrics, the access log line    | —                  |
 //!
 //! `main.rs` is a shell: tests and the binary run the same [`build`] and [`EdgeProxy::run`].
 
