@@ -62,6 +62,9 @@ const FIRST_HEAD: u8 = 0;
 const IN_REQUEST: u8 = 1;
 /// A later head, timed from its first byte.
 const NEXT_HEAD: u8 = 2;
+/// A request ended with its body unread (pingora drains or closes): where the next head starts is no
+/// longer known, so the rest of the connection is not watched (no deadline, no chunk check).
+const UNTRACKED: u8 = 3;
 
 /// Where the connection is, as far as the head deadline is concerned.
 #[derive(Debug)]
@@ -181,6 +184,9 @@ impl GuardedStream {
 /// for a chunked body start checking its chunk lines (from the bytes already read past the head).
 pub fn head_complete(stream: Option<&Stream>, chunked: bool) {
     if let Some(s) = guarded(stream) {
+        if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
+            return;
+        }
         s.state.phase.store(IN_REQUEST, Ordering::Release);
         let mut w = s.watch();
         let leftover = std::mem::take(&mut w.leftover);
@@ -197,10 +203,15 @@ pub fn body_violation(stream: Option<&Stream>) -> Option<&'static str> {
     guarded(stream).and_then(|s| s.watch().chunks.as_ref().and_then(ChunkScanner::violation))
 }
 
-/// The request on `stream` is over (from `logging`): the next bytes start a new head.
-pub fn request_done(stream: Option<&Stream>) {
+/// The request on `stream` is over (from `logging`): the next bytes start a new head, if the body was
+/// read to its end.
+pub fn request_done(stream: Option<&Stream>, body_done: bool) {
     if let Some(s) = guarded(stream) {
-        s.state.phase.store(NEXT_HEAD, Ordering::Release);
+        if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
+            return;
+        }
+        let next = if body_done { NEXT_HEAD } else { UNTRACKED };
+        s.state.phase.store(next, Ordering::Release);
         *s.watch() = BodyWatch::default();
     }
 }
@@ -220,6 +231,9 @@ impl AsyncRead for GuardedStream {
             // A new phase: a later head is timed from its first byte, a request body not at all.
             this.seen = phase;
             this.deadline = None;
+        }
+        if phase == UNTRACKED {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);

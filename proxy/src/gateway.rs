@@ -1119,7 +1119,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::conn::request_done(session.as_downstream().stream());
+        let body_done = !has_body(session.req_header()) || session.is_body_done();
+        crate::conn::request_done(session.as_downstream().stream(), body_done);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = self.route_label(ctx);
         let method = bounded_method(&session.req_header().method);
