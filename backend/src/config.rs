@@ -495,7 +495,7 @@ mod tests {
         let public = "algorithm = \"EdDSA\"\npublic_key = \"\"\"\n-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n\"\"\"";
         let c = load(public).unwrap();
         assert!(matches!(c.identity.key, IdentityKey::EdDsa(k) if k[0] == 0xd7));
-        let both = format!("{public}\nsecret = \"bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\"");
+        let both = format!("{public}\nsecret = \"bzY5rOYUNEXYxpdnWPGmsnaEoygAgxash5EknaSJJ1Q=\""); // pragma: allowlist secret (a throwaway test value)
         let err = load(&both).unwrap_err().to_string();
         assert!(
             err.contains("identity.secret: not used with EdDSA"),

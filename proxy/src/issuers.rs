@@ -811,6 +811,9 @@ mod tests {
         })
     }
 
+    /// RFC 8032 section 7.1 TEST 1's public key (published, not a secret).
+    const RFC8032_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"; // pragma: allowlist secret
+
     #[test]
     fn weak_rsa_and_unknown_keys_are_refused_and_others_kept() {
         let doc = serde_json::json!({ "keys": [
@@ -818,11 +821,11 @@ mod tests {
             rsa_jwk(2048),
             {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},
             {"kty": "OKP", "crv": "Ed25519", "kid": "enc", "use": "enc",
-             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+             "x": RFC8032_X},
             {"kty": "OKP", "crv": "Ed25519", "kid": "ed",
-             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+             "x": RFC8032_X},
             {"kty": "OKP", "crv": "Ed25519", "kid": "mismatch", "alg": "RS256",
-             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+             "x": RFC8032_X},
         ]});
         let set = parse_jwks(
             doc.to_string().as_bytes(),

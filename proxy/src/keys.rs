@@ -148,7 +148,7 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(jwk["x"].as_str().unwrap())
                 .unwrap(),
-            hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+            hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a") // pragma: allowlist secret (RFC 8032 public key)
         );
     }
 
