@@ -200,13 +200,7 @@ impl TokenService {
             .iter()
             .find(|k| k.kid == header.kid && k.until.is_none_or(|until| now < until))
             .ok_or(AuthError::BadHeader)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::Json(_)
-                | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
-                _ => AuthError::BadSignature,
-            })?;
-        let c = data.claims;
+        let c: AccessClaims = decode_claims(token, &key.decoding, &self.validation)?;
         check_times(c.iat, c.nbf, c.exp, now, self.leeway, self.lifetime)?;
         if c.jti.is_empty() || c.sub.is_empty() {
             return Err(AuthError::BadClaims);
@@ -236,6 +230,21 @@ pub(crate) fn split_compact(token: &str) -> Result<Vec<u8>, AuthError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(head)
         .map_err(|_| AuthError::Malformed)
+}
+
+/// Signature, `iss`, `aud` and the claims' types (jsonwebtoken), into typed claims `T`.
+pub(crate) fn decode_claims<T: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<T, AuthError> {
+    jsonwebtoken::decode::<T>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::Json(_)
+            | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
+            _ => AuthError::BadSignature,
+        })
 }
 
 /// Time claims at `now` with `leeway`: not before `nbf`/`iat`, not after `exp`, and a lifetime

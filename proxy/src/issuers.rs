@@ -25,7 +25,9 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::auth::{check_times, split_compact, AccessClaims, AuthError, TokenService};
+use crate::auth::{
+    check_times, decode_claims, split_compact, AccessClaims, AuthError, TokenService,
+};
 
 /// JWKS fetch limits (R-JWT-9).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -648,13 +650,7 @@ impl Issuer {
         if !key.algorithms.contains(&alg) {
             return Err(AuthError::BadHeader.into());
         }
-        let data = jsonwebtoken::decode::<ExternalClaims>(token, &key.decoding, validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::Json(_)
-                | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
-                _ => AuthError::BadSignature,
-            })?;
-        let c = data.claims;
+        let c: ExternalClaims = decode_claims(token, &key.decoding, validation)?;
         check_times(
             c.iat,
             c.nbf.unwrap_or(c.iat),

@@ -87,6 +87,18 @@ impl RedisSessionStore {
     fn nbf_key(&self, sub: &str) -> String {
         format!("{}jwt:user_nbf:{sub}", self.prefix)
     }
+    /// Two keys in one round trip (every per-request check is exactly one `MGET`).
+    async fn mget2<A: redis::FromRedisValue, B: redis::FromRedisValue>(
+        &self,
+        a: String,
+        b: String,
+    ) -> Result<(A, B), StoreError> {
+        let mut c = self.redis.conn().await?;
+        self.redis
+            .within(redis::cmd("MGET").arg(a).arg(b).query_async(&mut c))
+            .await
+    }
+
     fn deny_key(&self, issuer: &str, jti: &str) -> String {
         format!("{}jwt:ext:{issuer}:deny:{jti}", self.prefix)
     }
@@ -112,16 +124,8 @@ impl SessionStore for RedisSessionStore {
         iat: i64,
         _now: i64,
     ) -> Result<SessionStatus, StoreError> {
-        let mut c = self.redis.conn().await?;
-        let (owner, nbf): (Option<String>, Option<i64>) = self
-            .redis
-            .within(
-                redis::cmd("MGET")
-                    .arg(self.jti_key(jti))
-                    .arg(self.nbf_key(sub))
-                    .query_async(&mut c),
-            )
-            .await?;
+        let (owner, nbf): (Option<String>, Option<i64>) =
+            self.mget2(self.jti_key(jti), self.nbf_key(sub)).await?;
         let live = owner.as_deref() == Some(sub);
         let before_revoke_all = nbf.is_some_and(|nbf| iat < nbf);
         Ok(if live && !before_revoke_all {
@@ -166,14 +170,10 @@ impl SessionStore for RedisSessionStore {
         iat: i64,
         _now: i64,
     ) -> Result<SessionStatus, StoreError> {
-        let mut c = self.redis.conn().await?;
         let (denied, nbf): (Option<i64>, Option<i64>) = self
-            .redis
-            .within(
-                redis::cmd("MGET")
-                    .arg(self.deny_key(issuer, jti))
-                    .arg(self.external_nbf_key(issuer, sub))
-                    .query_async(&mut c),
+            .mget2(
+                self.deny_key(issuer, jti),
+                self.external_nbf_key(issuer, sub),
             )
             .await?;
         Ok(if denied.is_some() || nbf.is_some_and(|nbf| iat <= nbf) {
