@@ -330,7 +330,9 @@ async fn a_rotated_issuer_key_is_fetched_once_and_invented_kids_do_not_flood_the
     assert_eq!(jwks.fetches(), 2, "refetches are limited to one a minute");
     assert_eq!(status_of(&p, &t1).await, 200);
     assert_eq!(status_of(&p, &t2).await, 200);
-    let text = p.metrics_with("edge_proxy_jwks_fetches_total").await;
+    let text = p
+        .metrics_with(r#"edge_proxy_jwks_fetches_total{issuer="idp",result="ok"} 2"#)
+        .await;
     assert!(
         text.contains(r#"edge_proxy_jwks_fetches_total{issuer="idp",result="ok"} 2"#),
         "{text}"

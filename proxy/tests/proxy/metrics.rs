@@ -177,9 +177,8 @@ async fn upstream_failures_are_counted_by_upstream() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()));
     let p = TestProxy::start(dead).await;
     assert_eq!(p.get("/public/x", None).await.status(), 502);
-    let text = p
-        .metrics_with(r#"edge_proxy_upstream_errors_total{upstream="todo"} 1"#)
-        .await;
+    // The request counter is written in `logging`, after the upstream error was counted: wait for it.
+    let text = p.metrics_with(r#"route="public",status="5xx"} 1"#).await;
     let m = Exposition::parse(&text);
     assert_eq!(
         m.get("edge_proxy_upstream_errors_total", &[("upstream", "todo")]),
