@@ -122,8 +122,10 @@ pub struct GuardedStream {
     /// The phase the deadline was last set up for.
     seen: u8,
     timeout: Duration,
+    /// The head deadline: one timer per connection, reset for each head (no allocation per request).
+    deadline: Pin<Box<Sleep>>,
     /// Armed while a head is awaited: at accept, then at the first byte of each later head.
-    deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
     /// The 408 has been (or is being) written; reads fail from then on.
     timed_out: Option<usize>,
     timeouts: prometheus::IntCounter,
@@ -139,7 +141,8 @@ impl GuardedStream {
             },
             seen: FIRST_HEAD,
             timeout,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            armed: true,
             timed_out: None,
             timeouts,
             body: Mutex::new(BodyWatch::default()),
@@ -230,7 +233,7 @@ impl AsyncRead for GuardedStream {
         if phase != this.seen {
             // A new phase: a later head is timed from its first byte, a request body not at all.
             this.seen = phase;
-            this.deadline = None;
+            this.armed = false;
         }
         if phase == UNTRACKED {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -251,18 +254,18 @@ impl AsyncRead for GuardedStream {
             this.watch().saw_head_bytes(fresh);
         }
         if let Poll::Ready(Ok(())) = &result {
-            if buf.filled().len() > before && this.deadline.is_none() {
+            if buf.filled().len() > before && !this.armed {
                 // First bytes of a keep-alive request: its head has `timeout` from now.
-                this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                let at = tokio::time::Instant::now() + this.timeout;
+                this.deadline.as_mut().reset(at);
+                this.armed = true;
             }
             return result;
         }
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                this.timeouts.inc();
-                this.timed_out = Some(0);
-                return this.poll_answer_timeout(cx);
-            }
+        if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+            this.timeouts.inc();
+            this.timed_out = Some(0);
+            return this.poll_answer_timeout(cx);
         }
         result
     }
@@ -398,16 +401,19 @@ pub struct EdgeApp<A> {
     proxy: Arc<A>,
     limits: ConnLimits,
     per_ip: PerIp,
-    refused: prometheus::IntCounterVec,
+    over_per_ip: prometheus::IntCounter,
+    head_timeouts: prometheus::IntCounter,
 }
 
 impl<A> EdgeApp<A> {
-    pub fn new(proxy: A, limits: ConnLimits, refused: prometheus::IntCounterVec) -> Self {
+    /// `refused` is `edge_proxy_connections_refused_total{reason}`.
+    pub fn new(proxy: A, limits: ConnLimits, refused: &prometheus::IntCounterVec) -> Self {
         Self {
             proxy: Arc::new(proxy),
             limits,
             per_ip: PerIp::default(),
-            refused,
+            over_per_ip: refused.with_label_values(&["per_ip_limit"]),
+            head_timeouts: refused.with_label_values(&["header_timeout"]),
         }
     }
 }
@@ -430,7 +436,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
                 match self.per_ip.acquire(ip, self.limits.max_per_ip) {
                     Some(slot) => Some(slot),
                     None => {
-                        self.refused.with_label_values(&["per_ip_limit"]).inc();
+                        self.over_per_ip.inc();
                         let _ = tokio::time::timeout(Duration::from_secs(1), async {
                             let _ = stream.write_all(TOO_MANY_ANSWER).await;
                             let _ = stream.flush().await;
@@ -446,7 +452,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
         let guarded: Stream = Box::new(GuardedStream::new(
             stream,
             self.limits.header_timeout,
-            self.refused.with_label_values(&["header_timeout"]),
+            self.head_timeouts.clone(),
         ));
         // pingora's HTTP/1 loop serves every request of the connection inside this call.
         self.proxy.process_new(guarded, shutdown).await

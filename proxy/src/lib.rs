@@ -197,7 +197,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
     let app = conn::EdgeApp::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
         config.connections.clone(),
-        metrics.connections_refused.clone(),
+        &metrics.connections_refused,
     );
     let mut proxy = pingora::services::listening::Service::new("edge-proxy".into(), app);
     proxy.add_tcp(&config.listen.to_string());
