@@ -14,20 +14,11 @@ ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-10s}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release -q -p edge-proxy -p todo-backend --bins
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
+. bench/lib.sh
 
-B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
 # Production cost for password hashing: the attack must not be cheap for the backend either.
-TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-TODO_BACKEND__DATABASE__URL="sqlite:$work/todo.db" TODO_BACKEND__LOG__FILTER=error \
-TODO_BACKEND__PASSWORD__MEMORY_KIB=19456 TODO_BACKEND__PASSWORD__ITERATIONS=2 \
-  target/release/todo-backend --config config/test/backend.toml & pids+=($!)
-wait_for "http://127.0.0.1:$BA/health/ready"
+TODO_BACKEND__PASSWORD__MEMORY_KIB=19456 TODO_BACKEND__PASSWORD__ITERATIONS=2 start_backend
+P=$(free_port); PA=$(free_port)
 # Production throttle settings (minutes), loopback as the trusted proxy in front.
 EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
 EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error \

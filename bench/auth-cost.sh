@@ -15,10 +15,7 @@ cd "$(dirname "$0")/.."
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" DURATION="${DURATION:-5s}" MEASURE="${MEASURE:-3}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/lib.sh
 
 echo "== micro-benchmarks (criterion medians)"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.pem" 2>/dev/null
@@ -29,14 +26,9 @@ BENCH_RSA_KEY="$work/rsa.der" REDIS_URL="$REDIS_URL" \
 
 echo "== Redis round trips per proxied request"
 cargo build --release -q -p edge-proxy -p todo-backend --bins
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
-B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
+P=$(free_port); PA=$(free_port)
 prefix="bench-auth-$RANDOM:"
-TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-TODO_BACKEND__DATABASE__URL="sqlite:$work/todo.db" TODO_BACKEND__LOG__FILTER=error \
-  target/release/todo-backend --config config/test/backend.toml & pids+=($!)
-wait_for "http://127.0.0.1:$BA/health/ready"
+start_backend
 EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
 EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error EDGE_PROXY__SERVER__THREADS=2 \
 EDGE_PROXY__STORE__BACKEND=redis EDGE_PROXY__STORE__REDIS_URL="$REDIS_URL" EDGE_PROXY__STORE__KEY_PREFIX="$prefix" \

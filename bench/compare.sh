@@ -14,19 +14,11 @@ for tool in wrk nginx; do
 done
 cargo build --release -q -p edge-proxy -p todo-backend --bins
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
 
-B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port); N=$(free_port)
-TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-TODO_BACKEND__DATABASE__URL="sqlite:$work/todo.db" TODO_BACKEND__LOG__FILTER=error \
-  target/release/todo-backend --config config/test/backend.toml & pids+=($!)
-wait_for "http://127.0.0.1:$BA/health/ready"
+P=$(free_port); PA=$(free_port); N=$(free_port)
+start_backend
 EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
 EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error EDGE_PROXY__SERVER__THREADS=2 \
   target/release/edge-proxy --config config/test/proxy.toml & pids+=($!)

@@ -12,18 +12,10 @@ N1="${N1:-500}" N2="${N2:-2500}"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 cargo build --release -q -p edge-proxy -p todo-backend --bins
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
+. bench/lib.sh
+WAIT_TRIES=600 # the proxy starts slowly under valgrind
 
-B=$(free_port); BA=$(free_port)
-TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-TODO_BACKEND__DATABASE__URL="sqlite:$work/todo.db" TODO_BACKEND__LOG__FILTER=error \
-  target/release/todo-backend --config config/test/backend.toml & pids+=($!)
-wait_for "http://127.0.0.1:$BA/health/ready"
+start_backend
 P=$(free_port); PA=$(free_port)
 
 # What "on" enables (both by default; set one to false to measure the other alone).

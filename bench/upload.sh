@@ -11,12 +11,7 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-10}"
 cargo build --release -q -p edge-proxy --bins
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
+. bench/lib.sh
 
 S=$(free_port); P=$(free_port); PA=$(free_port)
 python3 bench/sink.py "$S" & pids+=($!)
