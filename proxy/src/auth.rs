@@ -188,9 +188,18 @@ impl TokenService {
 
     /// Verifies an own access token at time `now` (R-JWT-1 order). Revocation is not checked here.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
-        let head = split_compact(token)?;
+        self.verify_split(token, &split_compact(token)?, now)
+    }
+
+    /// `verify` for a token whose shape was checked and header decoded already (`split_compact`).
+    pub(crate) fn verify_split(
+        &self,
+        token: &str,
+        head: &[u8],
+        now: i64,
+    ) -> Result<AccessClaims, AuthError> {
         let header: StrictHeader =
-            serde_json::from_slice(&head).map_err(|_| AuthError::BadHeader)?;
+            serde_json::from_slice(head).map_err(|_| AuthError::BadHeader)?;
         if header.alg != self.alg.name() || header.typ != ACCESS_TOKEN_TYP {
             return Err(AuthError::BadHeader);
         }

@@ -766,7 +766,10 @@ impl Verifier {
         let header = split_compact(token)?;
         let iss = claimed_issuer(token)?;
         if iss == self.own.issuer() {
-            return Ok((self.own.verify(token, now)?, TokenOrigin::Own));
+            return Ok((
+                self.own.verify_split(token, &header, now)?,
+                TokenOrigin::Own,
+            ));
         }
         let (i, issuer) = self
             .issuers
