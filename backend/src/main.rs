@@ -16,15 +16,16 @@ struct Cli {
     /// Config file (TOML); env overrides use TODO_BACKEND__SECTION__KEY.
     #[arg(
         long,
+        global = true,
         env = "TODO_BACKEND_CONFIG",
         default_value = "config/dev/backend.toml"
     )]
     config: PathBuf,
     /// Validate the configuration and exit (0 valid, 1 invalid).
-    #[arg(long)]
+    #[arg(long, global = true)]
     check_config: bool,
     /// Do not run database migrations at start-up (production runs them as a separate step).
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_migrate: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -140,4 +141,44 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        Cli::command().debug_assert();
+        for args in [
+            &[
+                "todo-backend",
+                "--config",
+                "x.toml",
+                "healthcheck",
+                "--live",
+            ][..],
+            &[
+                "todo-backend",
+                "healthcheck",
+                "--config",
+                "x.toml",
+                "--live",
+            ],
+            &["todo-backend", "healthcheck", "--live", "--config=x.toml"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.config, std::path::Path::new("x.toml"), "{args:?}");
+            assert!(matches!(
+                cli.command,
+                Some(Command::Healthcheck { live: true })
+            ));
+        }
+        let cli = Cli::try_parse_from(["todo-backend", "migrate", "--check-config"]).unwrap();
+        assert!(cli.check_config);
+        let cli = Cli::try_parse_from(["todo-backend", "--no-migrate"]).unwrap();
+        assert!(cli.no_migrate && cli.command.is_none());
+    }
 }

@@ -44,6 +44,14 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    /// `edge_proxy_upstream_healthy_peers{upstream}`.
+    fn record_healthy_peers(&self, pool: &Pool, healthy: usize) {
+        self.metrics
+            .upstream_healthy_peers
+            .with_label_values(&[&pool.name])
+            .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+    }
+
     pub fn token_digest(token: &SecretString) -> [u8; 32] {
         Sha256::digest(token.expose_secret().as_bytes()).into()
     }
@@ -82,21 +90,27 @@ fn json_error(status: StatusCode, code: &str) -> Response {
         .into_response()
 }
 
+/// DESIGN.md 7.1: ready means the config is loaded and the store answers. Upstream health is
+/// reported (body and `edge_proxy_upstream_healthy_peers`) but never makes the proxy unready: one
+/// dead service behind a shared proxy must not take the proxy out of rotation for all the others.
 async fn ready(State(s): State<AdminState>) -> Response {
     let store = tokio::time::timeout(READY_TIMEOUT, s.sessions.ping()).await;
-    let unhealthy: Vec<&str> = s
-        .pools
-        .iter()
-        .filter(|p| !p.has_healthy_peer())
-        .map(|p| p.name.as_str())
-        .collect();
     let store_ok = matches!(store, Ok(Ok(())));
+    let mut upstreams = serde_json::Map::new();
+    for pool in s.pools.iter() {
+        let healthy = pool.healthy_peers();
+        s.record_healthy_peers(pool, healthy);
+        upstreams.insert(
+            pool.name.clone(),
+            serde_json::json!({ "healthy_peers": healthy, "peers": pool.peers() }),
+        );
+    }
     let body = serde_json::json!({
-        "status": if store_ok && unhealthy.is_empty() { "ready" } else { "not_ready" },
+        "status": if store_ok { "ready" } else { "not_ready" },
         "store": if store_ok { "ok" } else { "unreachable" },
-        "upstreams_without_healthy_peer": unhealthy,
+        "upstreams": upstreams,
     });
-    let status = if store_ok && unhealthy.is_empty() {
+    let status = if store_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -106,10 +120,7 @@ async fn ready(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     for pool in s.pools.iter() {
-        s.metrics
-            .upstream_healthy_peers
-            .with_label_values(&[&pool.name])
-            .set(i64::try_from(pool.healthy_peers()).unwrap_or(i64::MAX));
+        s.record_healthy_peers(pool, pool.healthy_peers());
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -10,6 +10,11 @@
 //!   `head_complete` / `request_done` below.
 //! - **Chunk lines** (`chunked.rs`): extensions over 1 KiB and bare line ends in a chunked body are
 //!   found on the raw bytes as they are read; the gateway then refuses the request with 400.
+//! - **Every answer is ours** (`canned.rs`). pingora's HTTP/1 parser answers some requests itself
+//!   before any filter runs (a malformed head: 400; `CONNECT`: 405), with an empty body and
+//!   `Server: Pingora`. A response written on the stream while no request is in the gateway's hands
+//!   (between `request_done` and the next `head_complete`) can only be such an answer: the wrapper
+//!   swallows it and writes our JSON answer with the same status instead.
 //! - **Connections per client IP** (100 by default). Counted per TCP peer at accept; a peer over the
 //!   limit gets `429 {"error":"too_many_connections"}` and is closed. Peers in `trusted_proxies`
 //!   are exempt: behind a load balancer every client shares its address.
@@ -17,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,15 +42,14 @@ use tokio::time::Sleep;
 
 use crate::identity::IpNet;
 
+pub mod canned;
 pub mod chunked;
 
+use self::canned::CannedAnswers;
 use self::chunked::ChunkScanner;
 
 /// Body bytes that arrive in the same read as the head are kept (up to this much) for the chunk check.
 const MAX_LEFTOVER: usize = 64 * 1024;
-
-const HEAD_TIMEOUT_ANSWER: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 27\r\nconnection: close\r\n\r\n{\"error\":\"request_timeout\"}";
-const TOO_MANY_ANSWER: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\ncontent-length: 32\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\"}";
 
 /// Connection limits from config (`limits.header_timeout_ms`, `limits.max_connections_per_ip`).
 #[derive(Debug, Clone)]
@@ -70,6 +74,9 @@ const UNTRACKED: u8 = 3;
 #[derive(Debug)]
 struct HeadState {
     phase: AtomicU8,
+    /// A request is in the gateway's hands (from `head_complete` to `request_done`): what is written
+    /// now is the gateway's answer. Outside that window only pingora's parser writes.
+    in_gateway: AtomicBool,
 }
 
 /// What the stream watches of the request body: where the head ended, and the chunk scanner.
@@ -130,30 +137,72 @@ pub struct GuardedStream {
     timed_out: Option<usize>,
     timeouts: prometheus::IntCounter,
     body: Mutex<BodyWatch>,
+    answers: Arc<CannedAnswers>,
+    /// Our replacement for an answer pingora's parser wrote, and how much of it is on the wire.
+    replacing: Option<(Vec<u8>, usize)>,
+    parser_refusals: prometheus::IntCounter,
 }
 
 impl GuardedStream {
-    fn new(inner: Stream, timeout: Duration, timeouts: prometheus::IntCounter) -> Self {
+    fn new(inner: Stream, timeout: Duration, app: &EdgeAppShared) -> Self {
         Self {
             inner,
             state: HeadState {
                 phase: AtomicU8::new(FIRST_HEAD),
+                in_gateway: AtomicBool::new(false),
             },
             seen: FIRST_HEAD,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             armed: true,
             timed_out: None,
-            timeouts,
+            timeouts: app.head_timeouts.clone(),
             body: Mutex::new(BodyWatch::default()),
+            answers: Arc::clone(&app.answers),
+            replacing: None,
+            parser_refusals: app.parser_refusals.clone(),
         }
+    }
+
+    /// A write while no request is in the gateway's hands is pingora's own answer to a head it
+    /// refused: replace it (once) with ours, keeping its status.
+    fn intercept(&mut self, first: &[u8]) {
+        if self.replacing.is_none()
+            && self.timed_out.is_none()
+            && !self.state.in_gateway.load(Ordering::Acquire)
+            && first.starts_with(b"HTTP/1.")
+        {
+            let status = canned::status_of(first);
+            self.parser_refusals.inc();
+            self.replacing = Some((self.answers.for_parser_status(status).into_owned(), 0));
+        }
+    }
+
+    /// Writes what is left of the replacement answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some((answer, written)) = self.replacing.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Writes as much of the 408 as the socket takes now; then reads report the timeout.
     fn poll_answer_timeout(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut written = self.timed_out.unwrap_or(0);
-        while written < HEAD_TIMEOUT_ANSWER.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &HEAD_TIMEOUT_ANSWER[written..]) {
+        let answers = Arc::clone(&self.answers);
+        let answer = answers.head_timeout();
+        while written < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[written..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
                 Poll::Ready(Ok(n)) => written += n,
                 Poll::Pending => {
@@ -162,7 +211,7 @@ impl GuardedStream {
                 }
             }
         }
-        self.timed_out = Some(HEAD_TIMEOUT_ANSWER.len());
+        self.timed_out = Some(answer.len());
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
         Poll::Ready(Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -187,6 +236,7 @@ impl GuardedStream {
 /// for a chunked body start checking its chunk lines (from the bytes already read past the head).
 pub fn head_complete(stream: Option<&Stream>, chunked: bool) {
     if let Some(s) = guarded(stream) {
+        s.state.in_gateway.store(true, Ordering::Release);
         if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
             return;
         }
@@ -210,6 +260,7 @@ pub fn body_violation(stream: Option<&Stream>) -> Option<&'static str> {
 /// read to its end.
 pub fn request_done(stream: Option<&Stream>, body_done: bool) {
     if let Some(s) = guarded(stream) {
+        s.state.in_gateway.store(false, Ordering::Release);
         if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
             return;
         }
@@ -277,14 +328,23 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        this.intercept(buf);
+        if this.replacing.is_some() {
+            // pingora's answer is dropped; the connection closes after it.
+            std::task::ready!(this.poll_replacement(cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -293,7 +353,15 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.intercept(first);
+        }
+        if this.replacing.is_some() {
+            std::task::ready!(this.poll_replacement(cx))?;
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -396,24 +464,43 @@ impl PerIp {
     }
 }
 
+/// What every wrapped stream of the listener shares.
+struct EdgeAppShared {
+    answers: Arc<CannedAnswers>,
+    head_timeouts: prometheus::IntCounter,
+    parser_refusals: prometheus::IntCounter,
+}
+
 /// The public listener's application: pingora's HTTP proxy behind the connection limits above.
 pub struct EdgeApp<A> {
     proxy: Arc<A>,
     limits: ConnLimits,
     per_ip: PerIp,
     over_per_ip: prometheus::IntCounter,
-    head_timeouts: prometheus::IntCounter,
+    shared: EdgeAppShared,
 }
 
 impl<A> EdgeApp<A> {
-    /// `refused` is `edge_proxy_connections_refused_total{reason}`.
-    pub fn new(proxy: A, limits: ConnLimits, refused: &prometheus::IntCounterVec) -> Self {
+    /// `refused` is `edge_proxy_connections_refused_total{reason}`; `framing` is
+    /// `edge_proxy_framing_rejections_total{reason}`, where parser refusals count as
+    /// `invalid_request`; `security_headers` go on every canned answer.
+    pub fn new(
+        proxy: A,
+        limits: ConnLimits,
+        refused: &prometheus::IntCounterVec,
+        framing: &prometheus::IntCounterVec,
+        security_headers: &[(http::HeaderName, http::HeaderValue)],
+    ) -> Self {
         Self {
             proxy: Arc::new(proxy),
             limits,
             per_ip: PerIp::default(),
             over_per_ip: refused.with_label_values(&["per_ip_limit"]),
-            head_timeouts: refused.with_label_values(&["header_timeout"]),
+            shared: EdgeAppShared {
+                answers: Arc::new(CannedAnswers::new(security_headers)),
+                head_timeouts: refused.with_label_values(&["header_timeout"]),
+                parser_refusals: framing.with_label_values(&["invalid_request"]),
+            },
         }
     }
 }
@@ -438,7 +525,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
                     None => {
                         self.over_per_ip.inc();
                         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                            let _ = stream.write_all(TOO_MANY_ANSWER).await;
+                            let _ = stream
+                                .write_all(self.shared.answers.too_many_connections())
+                                .await;
                             let _ = stream.flush().await;
                         })
                         .await;
@@ -452,7 +541,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
         let guarded: Stream = Box::new(GuardedStream::new(
             stream,
             self.limits.header_timeout,
-            self.head_timeouts.clone(),
+            &self.shared,
         ));
         // pingora's HTTP/1 loop serves every request of the connection inside this call.
         self.proxy.process_new(guarded, shutdown).await

@@ -5,6 +5,7 @@
 use http::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(test, derive(strum::EnumIter))]
 pub enum ProxyError {
     #[error("no route")]
     NotFound,
@@ -43,6 +44,9 @@ pub enum ProxyError {
     /// A preflight the policy refuses (R-CORS-3): 403 without any `Access-Control-*` header.
     #[error("preflight refused")]
     PreflightRefused,
+    /// The client IP has too many connections open (`limits.max_connections_per_ip`).
+    #[error("too many connections")]
+    TooManyConnections,
     #[error("store unavailable")]
     Unavailable,
     #[error("no healthy upstream")]
@@ -79,7 +83,9 @@ impl ProxyError {
             Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts { .. } | Self::TooManyConnections => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::OriginNotAllowed | Self::PreflightRefused => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
@@ -103,6 +109,7 @@ impl ProxyError {
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::TooManyConnections => "too_many_connections",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::PreflightRefused => "cors_preflight_refused",
             Self::Unavailable => "unavailable",
@@ -121,7 +128,27 @@ impl ProxyError {
                 | Self::UriTooLong
                 | Self::HeadersTooLarge
                 | Self::RequestTimeout
+                | Self::TooManyConnections
         )
+    }
+
+    /// The error behind an answer pingora's HTTP/1 parser wrote with `status` before any filter ran
+    /// (it only ever writes 400 for a malformed head and 405 for `CONNECT`; the rest is defensive).
+    pub fn for_parser_status(status: u16) -> Self {
+        match status {
+            405 => Self::MethodNotAllowed {
+                allow: crate::conn::canned::FORWARDABLE_METHODS.to_owned(),
+            },
+            408 => Self::RequestTimeout,
+            414 => Self::UriTooLong,
+            431 => Self::HeadersTooLarge,
+            429 => Self::TooManyConnections,
+            502 => Self::BadGateway,
+            503 => Self::Unavailable,
+            504 => Self::GatewayTimeout,
+            500..=599 => Self::Internal,
+            _ => Self::InvalidRequest,
+        }
     }
 
     /// Status, headers and body for this error; `realm` is the `WWW-Authenticate` realm.
@@ -150,6 +177,7 @@ impl ProxyError {
             Self::TooManyAttempts { retry_after_secs } => {
                 headers.push(("retry-after", retry_after_secs.to_string()));
             }
+            Self::TooManyConnections => headers.push(("retry-after", "1".to_owned())),
             _ => {}
         }
         ErrorResponse {
@@ -163,85 +191,95 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator as _;
+
+    /// What each variant must answer: status, code, one header, and whether it closes the connection.
+    /// The `match` has no wildcard, so a new variant does not compile until it is listed here.
+    fn expected(err: &ProxyError) -> (u16, &'static str, Option<(&'static str, String)>, bool) {
+        let bearer = |error: &str| {
+            let attr = if error.is_empty() {
+                String::new()
+            } else {
+                format!(", error=\"{error}\"")
+            };
+            Some(("www-authenticate", format!("Bearer realm=\"r\"{attr}")))
+        };
+        match err {
+            ProxyError::NotFound => (404, "not_found", None, false),
+            ProxyError::RequestTimeout => (408, "request_timeout", None, true),
+            ProxyError::MethodNotAllowed { allow } => (
+                405,
+                "method_not_allowed",
+                Some(("allow", allow.clone())),
+                false,
+            ),
+            ProxyError::InvalidPath => (400, "invalid_path", None, true),
+            ProxyError::InvalidRequest => (400, "invalid_request", None, true),
+            ProxyError::UriTooLong => (414, "uri_too_long", None, true),
+            ProxyError::HeadersTooLarge => (431, "headers_too_large", None, true),
+            ProxyError::AmbiguousCredentials => {
+                (400, "invalid_request", bearer("invalid_request"), false)
+            }
+            ProxyError::PayloadTooLarge { .. } => (413, "payload_too_large", None, false),
+            ProxyError::MissingToken => (401, "missing_token", bearer(""), false),
+            ProxyError::InvalidToken => (401, "invalid_token", bearer("invalid_token"), false),
+            ProxyError::InvalidCredentials => (401, "invalid_credentials", None, false),
+            ProxyError::TooManyAttempts { retry_after_secs } => (
+                429,
+                "too_many_attempts",
+                Some(("retry-after", retry_after_secs.to_string())),
+                false,
+            ),
+            ProxyError::OriginNotAllowed => (403, "origin_not_allowed", None, false),
+            ProxyError::PreflightRefused => (403, "cors_preflight_refused", None, false),
+            ProxyError::TooManyConnections => (
+                429,
+                "too_many_connections",
+                Some(("retry-after", "1".to_owned())),
+                true,
+            ),
+            ProxyError::Unavailable => (
+                503,
+                "unavailable",
+                Some(("retry-after", "5".to_owned())),
+                false,
+            ),
+            ProxyError::BadGateway => (502, "bad_gateway", None, false),
+            ProxyError::GatewayTimeout => (504, "gateway_timeout", None, false),
+            ProxyError::Internal => (500, "internal", None, false),
+        }
+    }
 
     #[test]
     fn every_variant_maps_to_its_status_code_and_headers() {
-        type Row = (
-            ProxyError,
-            u16,
-            &'static str,
-            Option<(&'static str, &'static str)>,
-        );
-        let table: Vec<Row> = vec![
-            (ProxyError::NotFound, 404, "not_found", None),
-            (ProxyError::RequestTimeout, 408, "request_timeout", None),
-            (
-                ProxyError::MethodNotAllowed {
+        for err in ProxyError::iter() {
+            // Fields get values a default would not have, so the header check means something.
+            let err = match err {
+                ProxyError::MethodNotAllowed { .. } => ProxyError::MethodNotAllowed {
                     allow: "GET, POST".into(),
                 },
-                405,
-                "method_not_allowed",
-                Some(("allow", "GET, POST")),
-            ),
-            (ProxyError::InvalidPath, 400, "invalid_path", None),
-            (ProxyError::InvalidRequest, 400, "invalid_request", None),
-            (
-                ProxyError::AmbiguousCredentials,
-                400,
-                "invalid_request",
-                Some((
-                    "www-authenticate",
-                    "Bearer realm=\"r\", error=\"invalid_request\"",
-                )),
-            ),
-            (
-                ProxyError::PayloadTooLarge { max_bytes: 4096 },
-                413,
-                "payload_too_large",
-                None,
-            ),
-            (
-                ProxyError::MissingToken,
-                401,
-                "missing_token",
-                Some(("www-authenticate", "Bearer realm=\"r\"")),
-            ),
-            (
-                ProxyError::InvalidToken,
-                401,
-                "invalid_token",
-                Some((
-                    "www-authenticate",
-                    "Bearer realm=\"r\", error=\"invalid_token\"",
-                )),
-            ),
-            (
-                ProxyError::InvalidCredentials,
-                401,
-                "invalid_credentials",
-                None,
-            ),
-            (
-                ProxyError::Unavailable,
-                503,
-                "unavailable",
-                Some(("retry-after", "5")),
-            ),
-            (ProxyError::BadGateway, 502, "bad_gateway", None),
-            (ProxyError::GatewayTimeout, 504, "gateway_timeout", None),
-            (ProxyError::Internal, 500, "internal", None),
-        ];
-        for (err, status, code, header) in table {
+                ProxyError::PayloadTooLarge { .. } => {
+                    ProxyError::PayloadTooLarge { max_bytes: 4096 }
+                }
+                ProxyError::TooManyAttempts { .. } => ProxyError::TooManyAttempts {
+                    retry_after_secs: 7,
+                },
+                other => other,
+            };
+            let (status, code, header, closes) = expected(&err);
             let r = err.response("r");
             assert_eq!(r.status.as_u16(), status, "{err:?}");
             let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(body["error"], code, "{err:?}");
+            assert_eq!(err.closes_connection(), closes, "{err:?}");
             if let Some((name, value)) = header {
                 assert!(
-                    r.headers.iter().any(|(n, v)| *n == name && v == value),
+                    r.headers.iter().any(|(n, v)| *n == name && *v == value),
                     "{err:?}: {:?}",
                     r.headers
                 );
+            } else {
+                assert!(r.headers.is_empty(), "{err:?}: {:?}", r.headers);
             }
         }
     }
@@ -250,5 +288,15 @@ mod tests {
     fn payload_too_large_names_the_limit() {
         let r = ProxyError::PayloadTooLarge { max_bytes: 10 }.response("r");
         assert_eq!(r.body, r#"{"error":"payload_too_large","max_bytes":10}"#);
+    }
+
+    #[test]
+    fn parser_statuses_keep_their_status() {
+        for status in [400, 405, 408, 414, 429, 431, 500, 502] {
+            assert_eq!(
+                ProxyError::for_parser_status(status).status().as_u16(),
+                status
+            );
+        }
     }
 }

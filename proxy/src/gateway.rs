@@ -97,7 +97,7 @@ impl Gateway {
         let method = session.req_header().method.clone();
         if method == Method::TRACE || method == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed {
-                allow: "GET, HEAD, POST, PUT, PATCH, DELETE".into(),
+                allow: crate::conn::canned::FORWARDABLE_METHODS.into(),
             });
         }
         let path = session.req_header().uri.path().to_owned();
@@ -329,15 +329,12 @@ impl Gateway {
             .collect();
         let token = match presented(&values, req.uri.query()) {
             Presented::Bearer(t) => t,
-            Presented::None => {
+            // RFC 6750 3.1: another scheme (Basic, …) is no usable credential, so the challenge
+            // carries no `error` attribute.
+            Presented::None | Presented::OtherScheme => {
                 ctx.auth = "missing";
                 self.metrics.auth("missing");
                 return Err(ProxyError::MissingToken);
-            }
-            Presented::OtherScheme => {
-                ctx.auth = "invalid";
-                self.metrics.auth("invalid");
-                return Err(ProxyError::InvalidToken);
             }
             Presented::Ambiguous => {
                 ctx.auth = "invalid";

@@ -136,7 +136,7 @@ impl IssuerConfig {
                 _ => {
                     problems.push(format!(
                         "{key}.jwks: `{}` is not a valid https URL without credentials",
-                        raw.jwks
+                        url_for_errors(&raw.jwks)
                     ));
                     None
                 }
@@ -144,7 +144,7 @@ impl IssuerConfig {
         } else if raw.jwks.contains("://") {
             problems.push(format!(
                 "{key}.jwks: only https:// URLs or file paths are accepted (got `{}`)",
-                raw.jwks
+                url_for_errors(&raw.jwks)
             ));
             None
         } else {
@@ -782,9 +782,62 @@ impl Verifier {
     }
 }
 
+/// A URL as config errors may show it: scheme and host only, so credentials, paths and query
+/// parameters (which may hold secrets) never reach a log.
+fn url_for_errors(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(url) => format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")),
+        Err(_) => {
+            let scheme = raw
+                .split_once("://")
+                .map(|(s, _)| s)
+                .filter(|s| s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or("?");
+            format!("{scheme}://…")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw_issuer(jwks: &str) -> crate::config::raw::RawIssuer {
+        toml::from_str(&format!(
+            "name = \"idp\"\niss = \"https://idp.example\"\njwks = \"{jwks}\"\naudiences = [\"api\"]"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_jwks_url_with_credentials_is_refused_without_echoing_them() {
+        for jwks in [
+            "https://alice:hunter2@idp.example/keys?token=s3cr3t", // pragma: allowlist secret
+            "https://alice@idp.example/keys",
+            "http://alice:hunter2@idp.example/keys", // pragma: allowlist secret
+            "https://alice:hunter2@[::1/keys",       // pragma: allowlist secret
+        ] {
+            let problems = IssuerConfig::from_raw(0, &raw_issuer(jwks), Path::new("."))
+                .err()
+                .unwrap_or_else(|| panic!("{jwks} was accepted"));
+            let text = problems.join("; ");
+            assert!(text.contains("issuers[0].jwks"), "{text}");
+            for secret in ["alice", "hunter2", "s3cr3t", "/keys"] {
+                assert!(!text.contains(secret), "{jwks}: {text}");
+            }
+        }
+        let problems = IssuerConfig::from_raw(
+            0,
+            &raw_issuer("https://alice:hunter2@idp.example/keys"), // pragma: allowlist secret
+            Path::new("."),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            problems.join("; ").contains("`https://idp.example`"),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn cache_control_is_clamped_to_five_minutes_and_a_day() {

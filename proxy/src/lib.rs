@@ -80,31 +80,6 @@ impl EdgeProxy {
     }
 }
 
-/// Builds the session store the config asks for.
-pub fn session_store(cfg: &config::StoreConfig) -> anyhow::Result<Arc<dyn SessionStore>> {
-    Ok(match &cfg.backend {
-        StoreBackend::Memory => Arc::new(MemorySessionStore::new()),
-        StoreBackend::Redis { url } => Arc::new(
-            RedisSessionStore::new(url, &cfg.key_prefix, cfg.timeout)
-                .context("configuring the Redis session store")?,
-        ),
-    })
-}
-
-/// Builds the login-throttle store the config asks for (the same backend as sessions).
-pub fn attempt_store(
-    cfg: &config::StoreConfig,
-    policy: &throttle::ThrottlePolicy,
-) -> anyhow::Result<Arc<dyn AttemptStore>> {
-    Ok(match &cfg.backend {
-        StoreBackend::Memory => Arc::new(MemoryAttemptStore::new(policy.clone())),
-        StoreBackend::Redis { url } => Arc::new(
-            RedisAttemptStore::new(url, &cfg.key_prefix, cfg.timeout, policy.clone())
-                .context("configuring the Redis attempt store")?,
-        ),
-    })
-}
-
 /// The stores a proxy uses; replicas share them through Redis.
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
@@ -112,11 +87,40 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// The stores the config asks for. On Redis, sessions and login attempts share one multiplexed
+    /// connection: `/readyz` pings it, so when it answers 200 the connection every request uses is
+    /// up (two connections would recover at different moments after an outage).
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        Ok(Self {
-            sessions: session_store(&config.store)?,
-            attempts: attempt_store(&config.store, &config.login)?,
+        Ok(match &config.store.backend {
+            StoreBackend::Memory => Self {
+                sessions: Arc::new(MemorySessionStore::new()),
+                attempts: Arc::new(MemoryAttemptStore::new(config.login.clone())),
+            },
+            StoreBackend::Redis { url } => {
+                let redis = store::RedisConnector::new(url, config.store.timeout)
+                    .context("configuring the Redis store")?;
+                Self::on_redis(Arc::new(redis), &config.store.key_prefix, &config.login)
+            }
         })
+    }
+
+    /// Both stores on one Redis connection, under `prefix`.
+    pub fn on_redis(
+        redis: Arc<store::RedisConnector>,
+        prefix: &str,
+        policy: &throttle::ThrottlePolicy,
+    ) -> Self {
+        Self {
+            sessions: Arc::new(RedisSessionStore::with_connector(
+                Arc::clone(&redis),
+                prefix,
+            )),
+            attempts: Arc::new(RedisAttemptStore::with_connector(
+                redis,
+                prefix,
+                policy.clone(),
+            )),
+        }
     }
 }
 
@@ -198,6 +202,8 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
         pingora::proxy::http_proxy(&server.configuration, gateway),
         config.connections.clone(),
         &metrics.connections_refused,
+        &metrics.framing_rejections,
+        &config.security_headers,
     );
     let mut proxy = pingora::services::listening::Service::new("edge-proxy".into(), app);
     proxy.add_tcp(&config.listen.to_string());

@@ -21,7 +21,7 @@ struct Cli {
     )]
     config: PathBuf,
     /// Validate the configuration and exit (0 valid, 1 invalid).
-    #[arg(long)]
+    #[arg(long, global = true)]
     check_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -138,5 +138,40 @@ fn operate(config: &Config, cmd: Command) -> ExitCode {
             eprintln!("edge-proxy: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{AdminAction, Cli, Command};
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        Cli::command().debug_assert();
+        for args in [
+            &["edge-proxy", "--config", "x.toml", "healthcheck", "--live"][..],
+            &["edge-proxy", "healthcheck", "--config", "x.toml", "--live"],
+            &["edge-proxy", "healthcheck", "--live", "--config=x.toml"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.config, std::path::Path::new("x.toml"), "{args:?}");
+            assert!(matches!(
+                cli.command,
+                Some(Command::Healthcheck { live: true })
+            ));
+        }
+        let cli = Cli::try_parse_from(["edge-proxy", "admin", "status", "a@b.c", "--config", "y"])
+            .unwrap();
+        assert_eq!(cli.config, std::path::Path::new("y"));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Admin {
+                action: AdminAction::Status { .. }
+            })
+        ));
+        let cli = Cli::try_parse_from(["edge-proxy", "healthcheck", "--check-config"]).unwrap();
+        assert!(cli.check_config);
     }
 }

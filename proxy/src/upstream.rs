@@ -65,8 +65,8 @@ impl Pool {
             .count()
     }
 
-    /// At least one peer passes its health check.
-    pub fn has_healthy_peer(&self) -> bool {
-        self.healthy_peers() > 0
+    /// Configured peers.
+    pub fn peers(&self) -> usize {
+        self.lb.backends().get_backend().len()
     }
 }

@@ -12,6 +12,7 @@
 //! from the prefix, so this store targets a single Redis (or a primary with replicas), not Cluster.
 //! Requires Redis 7 (`EXPIRETIME`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,7 +58,7 @@ return 1
 ";
 
 pub struct RedisSessionStore {
-    redis: RedisConnector,
+    redis: Arc<RedisConnector>,
     prefix: String,
     insert: Script,
     revoke: Script,
@@ -68,14 +69,23 @@ pub struct RedisSessionStore {
 impl RedisSessionStore {
     /// Prepares the store; the connection is made on first use (and re-made after outages).
     pub fn new(url: &SecretString, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self {
-            redis: RedisConnector::new(url, timeout)?,
+        Ok(Self::with_connector(
+            Arc::new(RedisConnector::new(url, timeout)?),
+            prefix,
+        ))
+    }
+
+    /// The store on a connection shared with the proxy's other Redis stores, so that `/readyz`'s
+    /// ping tests the very connection requests use.
+    pub fn with_connector(redis: Arc<RedisConnector>, prefix: &str) -> Self {
+        Self {
+            redis,
             prefix: prefix.to_owned(),
             insert: Script::new(INSERT),
             revoke: Script::new(REVOKE),
             revoke_all: Script::new(REVOKE_ALL),
             revoke_jti: Script::new(REVOKE_JTI),
-        })
+        }
     }
 
     fn jti_key(&self, jti: &str) -> String {

@@ -7,6 +7,7 @@
 //! `login:ipfail:<ip>`, `login:ipban:<ip>`, `login:iptat:<ip>` (GCRA), `login:global:<minute>`.
 //! Raw emails never appear in keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -104,7 +105,7 @@ return {k, string.format('%d', now), string.format('%d', nb), nl and 1 or 0, loc
 ";
 
 pub struct RedisAttemptStore {
-    redis: RedisConnector,
+    redis: Arc<RedisConnector>,
     policy: ThrottlePolicy,
     prefix: String,
     begin: Script,
@@ -125,13 +126,26 @@ impl RedisAttemptStore {
         timeout: Duration,
         policy: ThrottlePolicy,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
-            redis: RedisConnector::new(url, timeout)?,
+        Ok(Self::with_connector(
+            Arc::new(RedisConnector::new(url, timeout)?),
+            prefix,
+            policy,
+        ))
+    }
+
+    /// The store on a connection shared with the proxy's other Redis stores.
+    pub fn with_connector(
+        redis: Arc<RedisConnector>,
+        prefix: &str,
+        policy: ThrottlePolicy,
+    ) -> Self {
+        Self {
+            redis,
             policy,
             prefix: prefix.to_owned(),
             begin: Script::new(BEGIN),
             finish: Script::new(FINISH),
-        })
+        }
     }
 
     fn key(&self, kind: &str, id: &str) -> String {

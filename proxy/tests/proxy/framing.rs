@@ -13,8 +13,58 @@ use crate::harness::{TestProxy, TestUpstream};
 pub struct RawAnswer {
     pub status: Option<u16>,
     pub head: String,
+    /// Header names (lower case) and values of the first answer.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
     /// The proxy closed the connection after answering.
     pub closed: bool,
+}
+
+impl RawAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The shape every answer the proxy generates has (SECURITY.md conventions): JSON with a stable
+    /// code, `no-store`, the security headers, no `Server`, and `Connection: close` when it closed.
+    pub fn assert_ours(&self, case: &str, code: &str) {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{case}: {}",
+            self.head
+        );
+        assert_eq!(self.header("cache-control"), Some("no-store"), "{case}");
+        assert_eq!(
+            self.header("x-content-type-options"),
+            Some("nosniff"),
+            "{case}"
+        );
+        assert_eq!(self.header("x-frame-options"), Some("DENY"), "{case}");
+        assert_eq!(
+            self.header("referrer-policy"),
+            Some("no-referrer"),
+            "{case}"
+        );
+        assert_eq!(self.header("server"), None, "{case}: {}", self.head);
+        let body: serde_json::Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{case}: body {:?} is not JSON: {e}", self.body));
+        assert_eq!(body["error"], code, "{case}: {}", self.body);
+        if self.closed {
+            assert_eq!(
+                self.header("connection"),
+                Some("close"),
+                "{case}: {}",
+                self.head
+            );
+        }
+        if self.status == Some(405) {
+            assert!(self.header("allow").is_some(), "{case}: 405 without Allow");
+        }
+    }
 }
 
 /// Sends `bytes` and reads until the proxy closes or 2 s pass.
@@ -35,12 +85,29 @@ pub async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
             Err(_) => break,
         }
     }
-    let text = String::from_utf8_lossy(&buf).to_string();
+    parse_answer(&String::from_utf8_lossy(&buf), closed)
+}
+
+/// The first answer in `text`.
+pub fn parse_answer(text: &str, closed: bool) -> RawAnswer {
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok());
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let headers: Vec<(String, String)> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(rest.len());
     RawAnswer {
         status,
-        head,
+        head: head.to_owned(),
+        body: rest.get(..len).unwrap_or(rest).to_owned(),
+        headers,
         closed,
     }
 }
@@ -54,6 +121,18 @@ async fn malformed_heads_are_refused_closed_and_never_forwarded() {
         .map(|i| format!("X-H{i}: {}\r\n", "a".repeat(5000)))
         .collect();
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("Content-Length with a letter", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\nhello".to_vec(), 400),
+        ("hex Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\nhello".to_vec(), 400),
+        ("negative Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\nhello".to_vec(), 400),
+        ("huge Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\nhello".to_vec(), 400),
+        ("TE identity", b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n".to_vec(), 400),
+        ("TE chunked on HTTP/1.0 (no Host)", b"POST /public/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+        ("NUL in a header value", b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n".to_vec(), 400),
+        ("garbage request line", b"HELLO\r\n\r\n".to_vec(), 400),
+        ("unknown HTTP version", b"GET /public/x HTTP/3.7\r\nHost: a\r\n\r\n".to_vec(), 400),
+        ("CONNECT authority form", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".to_vec(), 405),
+        ("CONNECT origin form", b"CONNECT /public/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), 405),
+        ("CONNECT absolute form", b"CONNECT http://a/public/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), 405),
         ("duplicate Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(), 400),
         ("list Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello".to_vec(), 400),
         ("signed Content-Length", b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello".to_vec(), 400),
@@ -82,11 +161,41 @@ async fn malformed_heads_are_refused_closed_and_never_forwarded() {
         let a = raw(p.addr, &bytes).await;
         assert_eq!(a.status, Some(status), "{name}: {}", a.head);
         assert!(a.closed, "{name}: the connection stays open");
+        let code = match status {
+            405 => "method_not_allowed",
+            414 => "uri_too_long",
+            431 => "headers_too_large",
+            _ => "invalid_request",
+        };
+        a.assert_ours(name, code);
     }
+    // A refused second request on a kept-alive connection is answered the same way.
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    while !String::from_utf8_lossy(&first).contains("{\"path\":\"/public/x\"}") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed after the first answer");
+        first.extend_from_slice(&chunk[..n]);
+    }
+    c.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out)).await;
+    let second = parse_answer(&String::from_utf8_lossy(&out), true);
+    assert_eq!(second.status, Some(400), "{}", second.head);
+    second.assert_ours("duplicate Host on a reused connection", "invalid_request");
     assert_eq!(
         up.seen.count(),
-        0,
-        "nothing reached the upstream: {:?}",
+        1,
+        "only the first, valid request reached the upstream: {:?}",
         up.seen.all()
     );
     let text = p.metrics_with("edge_proxy_framing_rejections_total").await;
@@ -135,7 +244,13 @@ async fn trace_and_connect_are_never_allowed() {
                 .as_bytes(),
         )
         .await;
-        assert!(matches!(a.status, Some(400 | 405)), "{method}: {}", a.head);
+        assert_eq!(a.status, Some(405), "{method}: {}", a.head);
+        a.assert_ours(method, "method_not_allowed");
+        assert_eq!(
+            a.header("allow"),
+            Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            "{method}"
+        );
     }
     assert_eq!(up.seen.count(), 0);
 }

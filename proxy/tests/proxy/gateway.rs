@@ -199,6 +199,29 @@ async fn login_failures_and_missing_credentials_answer_per_rfc_6750() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"test\"");
     let (s, h, b) = parts(r).await;
     assert_json_error(s, &h, &b, 401, "missing_token");
+    // RFC 6750 3.1: another scheme is no usable credential, so the challenge has no `error`.
+    for scheme in [
+        "Basic dXNlcjpwYXNz",
+        "Digest username=\"u\"",
+        "Token abc",
+        "Bearer",
+    ] {
+        let r = proxy
+            .client
+            .get(proxy.url("/todos"))
+            .header("authorization", scheme)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{scheme}");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer realm=\"test\"",
+            "{scheme}"
+        );
+        let (s, h, b) = parts(r).await;
+        assert_json_error(s, &h, &b, 401, "missing_token");
+    }
     let (s, h, b) = parts(proxy.get("/todos", Some("not.a.jwt")).await).await;
     assert_json_error(s, &h, &b, 401, "invalid_token");
     let token = proxy.token("carol@example.com").await;
@@ -274,32 +297,69 @@ async fn an_oversized_declared_body_is_refused_before_the_upstream() {
 }
 
 #[tokio::test]
-async fn a_dead_upstream_gives_502_json_and_turns_readyz_not_ready() {
+async fn a_dead_upstream_gives_502_but_never_makes_the_proxy_unready() {
+    // DESIGN.md 7.1: one dead service behind a shared proxy must not take the proxy out of rotation
+    // for the others; its health is in /readyz's body and in the healthy-peers gauge.
+    let up = TestUpstream::start().await;
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()));
-    let proxy = TestProxy::start(dead).await;
-    let (s, h, b) = parts(proxy.get("/public/x", None).await).await;
+    let extra = format!(
+        r#"
+[upstreams.billing]
+peers = ["{dead}"]
+health_check_interval_ms = 200
+connect_timeout_ms = 500
+[[routes]]
+name = "billing"
+prefix = "/billing"
+upstream = "billing"
+auth = "none"
+"#
+    );
+    let proxy = TestProxy::start_with(up.addr, &extra, |_| None).await;
+    let (s, h, b) = parts(proxy.get("/billing/x", None).await).await;
     assert_json_error(s, &h, &b, 502, "bad_gateway");
-    // The health check takes the dead peer out; readiness follows.
-    let mut ready = 0;
+    // Once the health check has taken the dead peer out, the body says so; readiness stays 200.
+    let mut body = serde_json::Value::Null;
     for _ in 0..50 {
-        ready = proxy
+        let r = proxy
             .client
-            .get(format!("http://{}/readyz", proxy.admin))
+            .get(proxy.admin_url("/readyz"))
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16();
-        if ready == 503 {
+            .unwrap();
+        assert_eq!(r.status(), 200, "a dead upstream made the proxy unready");
+        body = r.json().await.unwrap();
+        if body["upstreams"]["billing"]["healthy_peers"] == 0
+            && body["upstreams"]["todo"]["healthy_peers"] == 1
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(ready, 503);
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["store"], "ok", "{body}");
+    assert_eq!(
+        body["upstreams"]["billing"],
+        serde_json::json!({"healthy_peers": 0, "peers": 1}),
+        "{body}"
+    );
+    assert_eq!(
+        body["upstreams"]["todo"],
+        serde_json::json!({"healthy_peers": 1, "peers": 1}),
+        "{body}"
+    );
+    let text = proxy
+        .metrics_with(r#"edge_proxy_upstream_healthy_peers{upstream="billing"} 0"#)
+        .await;
+    assert!(
+        text.contains(r#"edge_proxy_upstream_healthy_peers{upstream="todo"} 1"#),
+        "{text}"
+    );
+    assert_eq!(proxy.get("/public/x", None).await.status(), 200);
     assert_eq!(
         proxy
             .client
-            .get(format!("http://{}/healthz", proxy.admin))
+            .get(proxy.admin_url("/healthz"))
             .send()
             .await
             .unwrap()

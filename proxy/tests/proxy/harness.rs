@@ -382,19 +382,7 @@ impl Drop for RedisPrefix {
 pub fn redis_stores(url: &str, prefix: &str, cfg: &Config) -> Stores {
     use secrecy::SecretString;
     let url = SecretString::from(url.to_owned());
-    Stores {
-        sessions: Arc::new(
-            edge_proxy::session::RedisSessionStore::new(&url, prefix, Duration::from_secs(1))
-                .unwrap(),
-        ),
-        attempts: Arc::new(
-            edge_proxy::throttle::RedisAttemptStore::new(
-                &url,
-                prefix,
-                Duration::from_secs(1),
-                cfg.login.clone(),
-            )
-            .unwrap(),
-        ),
-    }
+    let redis = edge_proxy::store::RedisConnector::new(&url, Duration::from_secs(1)).unwrap();
+    // One connection for both stores, as `Stores::from_config` makes it.
+    Stores::on_redis(Arc::new(redis), prefix, &cfg.login)
 }

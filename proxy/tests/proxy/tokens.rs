@@ -227,55 +227,136 @@ async fn crafted_tokens_are_refused_and_never_reach_the_upstream() {
     );
 }
 
+/// A Redis server of the test's own, on a free loopback port, that the test may kill and restart.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// `None` (after saying why) when redis-server is not installed; CI requires it.
+    async fn start() -> Option<Self> {
+        if std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but redis-server is missing"
+            );
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let mut r = Self {
+            port: crate::harness::free_port(),
+            child: None,
+        };
+        r.restart().await;
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same port and waits until it accepts connections.
+    async fn restart(&mut self) {
+        self.stop();
+        self.child = Some(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &self.port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn when_readyz_says_200_after_a_redis_restart_the_next_login_and_request_succeed() {
+    // DESIGN.md 7.1: readiness tells the truth. Twenty restarts in a row, each followed at once by a
+    // login and an authenticated GET as soon as /readyz answers 200.
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let up = TestUpstream::start().await;
+    let url = redis.url();
+    let p = TestProxy::start_with(up.addr, "", |c| Some(redis_stores(&url, "restart:", c))).await;
+    let token = p.token("rita@example.com").await;
+    assert_eq!(p.get("/todos", Some(&token)).await.status(), 200);
+    for round in 0..20 {
+        redis.restart().await;
+        let mut ready = false;
+        for _ in 0..100 {
+            let r = p.client.get(p.admin_url("/readyz")).send().await.unwrap();
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "round {round}: /readyz never said 200");
+        let r = p.login("rita@example.com", crate::harness::PASSWORD).await;
+        assert_eq!(
+            r.status(),
+            200,
+            "round {round}: login right after /readyz said 200"
+        );
+        let v: serde_json::Value = r.json().await.unwrap();
+        let token = v["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            p.get("/todos", Some(&token)).await.status(),
+            200,
+            "round {round}: the authenticated request right after the login"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_redis_outage_fails_closed_and_recovers_without_a_restart() {
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but redis-server is missing"
-        );
-        eprintln!("skipped: redis-server is not installed");
+    let Some(mut redis) = PrivateRedis::start().await else {
         return;
-    }
-    let port = crate::harness::free_port();
-    let start_redis = || {
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
     };
-    let mut redis = start_redis();
-    let url = format!("redis://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let url = redis.url();
     let up = TestUpstream::start().await;
     let p = TestProxy::start_with(up.addr, "", |c| Some(redis_stores(&url, "outage:", c))).await;
     let token = p.token("olga@example.com").await;
     assert_eq!(p.get("/todos", Some(&token)).await.status(), 200);
 
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.stop();
     let before = up.forwarded().len();
     let r = p.get("/todos", Some(&token)).await;
     assert_eq!(r.status(), 503, "fail closed while the store is down");
@@ -306,7 +387,7 @@ async fn a_redis_outage_fails_closed_and_recovers_without_a_restart() {
     assert_eq!(ready, 503);
 
     // Redis comes back empty (it keeps nothing on disk): the old token is gone, logging in works again.
-    let mut redis = start_redis();
+    redis.restart().await;
     let mut recovered = false;
     for _ in 0..100 {
         if p.login("olga@example.com", crate::harness::PASSWORD)
@@ -339,6 +420,4 @@ async fn a_redis_outage_fails_closed_and_recovers_without_a_restart() {
         401,
         "sessions lost with Redis are not honoured"
     );
-    redis.kill().unwrap();
-    let _ = redis.wait();
 }
