@@ -17,26 +17,70 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The workspace binaries, built if this test runs alone.
-fn binaries() -> (PathBuf, PathBuf) {
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let (proxy, backend) = (dir.join("edge-proxy"), dir.join("todo-backend"));
-    if !proxy.exists() || !backend.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--bins", "-p", "edge-proxy", "-p", "todo-backend"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the binaries failed");
+/// The newest modification time of the files under `dirs` (the sources a binary is built from).
+fn newest_source(dirs: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut todo: Vec<PathBuf> = dirs.to_vec();
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(m) = meta.modified() {
+            newest = newest.max(m);
+        }
     }
-    (proxy, backend)
+    newest
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The workspace binaries, rebuilt when missing or older than their sources, so the test never runs
+/// a stale binary (it used to, when run alone after a source change).
+fn binaries() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = std::env::current_exe()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            let (proxy, backend) = (dir.join("edge-proxy"), dir.join("todo-backend"));
+            let sources = newest_source(&[
+                root().join("proxy/src"),
+                root().join("proxy/Cargo.toml"),
+                root().join("backend/src"),
+                root().join("backend/Cargo.toml"),
+                root().join("settings/src"),
+                root().join("migrations"),
+                root().join("Cargo.lock"),
+            ]);
+            let fresh = |bin: &Path| modified(bin).is_some_and(|m| m >= sources);
+            if !fresh(&proxy) || !fresh(&backend) {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let mut cmd = Command::new(cargo);
+                cmd.args(["build", "--bins", "-p", "edge-proxy", "-p", "todo-backend"]);
+                if dir.file_name().is_some_and(|n| n == "release") {
+                    cmd.arg("--release");
+                }
+                let status = cmd.current_dir(root()).status().unwrap();
+                assert!(status.success(), "building the binaries failed");
+            }
+            assert!(
+                fresh(&proxy) && fresh(&backend),
+                "{} or {} is older than its sources after building",
+                proxy.display(),
+                backend.display()
+            );
+            (proxy, backend)
+        })
+        .clone()
 }
 
 fn free_port() -> u16 {

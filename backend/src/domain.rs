@@ -216,12 +216,18 @@ pub enum TodoSort {
 }
 
 impl TodoSort {
-    /// The column this sort orders by; a fixed list, never user text in SQL.
-    pub fn column(self) -> &'static str {
-        match self {
-            Self::CreatedAt => "created_at",
-            Self::DueDate => "due_date",
-            Self::Title => "title",
+    /// The `ORDER BY` terms of this sort; a fixed list, never user text in SQL. Every order ends with
+    /// the id, so pages are stable; todos without a due date come last in both directions; titles
+    /// compare case-insensitively, then exactly (see `store/sql.rs` for why this means the same on
+    /// both databases).
+    pub fn order_by(self, order: SortOrder) -> &'static str {
+        match (self, order) {
+            (Self::CreatedAt, SortOrder::Asc) => "created_at ASC, id ASC",
+            (Self::CreatedAt, SortOrder::Desc) => "created_at DESC, id DESC",
+            (Self::DueDate, SortOrder::Asc) => "(due_date IS NULL) ASC, due_date ASC, id ASC",
+            (Self::DueDate, SortOrder::Desc) => "(due_date IS NULL) ASC, due_date DESC, id DESC",
+            (Self::Title, SortOrder::Asc) => "lower(title) ASC, title ASC, id ASC",
+            (Self::Title, SortOrder::Desc) => "lower(title) DESC, title DESC, id DESC",
         }
     }
 }
@@ -232,15 +238,6 @@ pub enum SortOrder {
     #[default]
     Asc,
     Desc,
-}
-
-impl SortOrder {
-    pub fn sql(self) -> &'static str {
-        match self {
-            Self::Asc => "ASC",
-            Self::Desc => "DESC",
-        }
-    }
 }
 
 /// Which category a todo list is filtered by.

@@ -21,6 +21,7 @@ mod sqlite;
 
 pub use instrumented::InstrumentedStore;
 pub use postgres::PgStore;
+pub use sql::{system_clock, Clock};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use crate::config::PoolConfig;
 pub struct PgStore {
     pool: PgPool,
     acquire: super::AcquireStats,
+    clock: super::sql::Clock,
 }
 
 impl PgStore {
@@ -31,10 +32,7 @@ impl PgStore {
         if migrate {
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         }
-        Ok(Self {
-            pool,
-            acquire: super::AcquireStats::default(),
-        })
+        Ok(Self::from_pool(pool))
     }
 
     /// Wraps an existing pool (tests create one per database).
@@ -42,7 +40,14 @@ impl PgStore {
         Self {
             pool,
             acquire: super::AcquireStats::default(),
+            clock: super::sql::system_clock(),
         }
+    }
+
+    /// The same store reading the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: super::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -53,4 +58,9 @@ impl PgStore {
     }
 }
 
-super::sql::impl_sql_store!(PgStore, sqlx::Postgres);
+super::sql::impl_sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    super::super::sql::pg_stamp,
+    time::OffsetDateTime
+);

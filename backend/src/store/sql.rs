@@ -1,17 +1,55 @@
-//! The SQL behind both stores, written once. `impl_sql_store!(Type, Db)` implements `Store` for a
-//! struct with a `pool` field of `sqlx::Pool<Db>`. Only portable SQL is used (numbered parameters in
-//! order of first use, `RETURNING`, `WITH RECURSIVE`), so PostgreSQL and SQLite run the same text.
+//! The SQL behind both stores, written once. `impl_sql_store!(Type, Db, stamp, StampType)` implements `Store` for
+//! a struct with a `pool` field of `sqlx::Pool<Db>` and a `clock` field; `stamp` turns a time into the
+//! value bound for a timestamp column. Only portable SQL is used (numbered parameters in order of
+//! first use, `RETURNING`, `WITH RECURSIVE`), so PostgreSQL and SQLite run the same text.
+//!
+//! Order means the same on both databases:
+//! - SQLite keeps timestamps as text, so they are written fixed-width (`sqlite_stamp`: always six
+//!   fraction digits, UTC), where text order is time order; PostgreSQL has `TIMESTAMPTZ`.
+//! - Titles sort case-insensitively by `lower(title)`, then by the title itself and the id. The
+//!   columns are `COLLATE "C"` on PostgreSQL (migration 0002), where, as in SQLite, comparison is by
+//!   code point and `lower()` folds ASCII letters only.
 
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::domain::{Category, Todo, User, UserCredentials};
 
-/// Current time at microsecond precision, the precision both databases store.
-pub(super) fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
+/// Where a store reads the time for `created_at` and `updated_at` (tests inject their own).
+pub type Clock = std::sync::Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(OffsetDateTime::now_utc)
+}
+
+/// `t` at microsecond precision in UTC, the precision both databases store.
+pub(super) fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
+}
+
+/// A timestamp as PostgreSQL stores it (`TIMESTAMPTZ`).
+pub(super) fn pg_stamp(t: OffsetDateTime) -> OffsetDateTime {
+    t
+}
+
+/// A timestamp as SQLite stores it: fixed-width RFC 3339 text in UTC with six fraction digits, so
+/// that comparing the text compares the times (sqlx's own encoding drops trailing zeros, and
+/// `…:00.5Z` then sorts after `…:00.500001Z`).
+pub(super) fn sqlite_stamp(t: OffsetDateTime) -> String {
+    let t = to_micros(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
 
 fn split_roles(roles: &str) -> Vec<String> {
@@ -117,14 +155,14 @@ pub(super) const USER_COLUMNS: &str = "id, email, password_hash, roles, disabled
 pub(super) const CATEGORY_COLUMNS: &str = "id, parent_id, name, created_at";
 
 macro_rules! impl_sql_store {
-    ($store:ident, $db:path) => {
+    ($store:ident, $db:path, $stamp:path, $stamp_ty:ty) => {
         mod sql_impl {
             use async_trait::async_trait;
             use sqlx::QueryBuilder;
             use uuid::Uuid;
 
             use super::super::sql::{
-                map_constraint, now, CategoryRow, TodoRow, UserRow, CATEGORY_COLUMNS,
+                map_constraint, to_micros, CategoryRow, TodoRow, UserRow, CATEGORY_COLUMNS,
                 TODO_COLUMNS, USER_COLUMNS,
             };
             use super::super::{PoolStats, Store, StoreError};
@@ -172,7 +210,33 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            /// Takes the owner's row lock for the rest of the transaction and bumps the version of
+            /// their category tree: tree changes of one user run one at a time, so two concurrent
+            /// moves (A under B, B under A) cannot both pass the cycle check.
+            async fn lock_tree(tx: &mut Tx<'_>, owner: Uuid) -> Result<(), StoreError> {
+                sqlx::query("UPDATE users SET tree_version = tree_version + 1 WHERE id = $1")
+                    .bind(owner)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn todo_exists(tx: &mut Tx<'_>, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM todos WHERE id = $1 AND user_id = $2")
+                        .bind(id)
+                        .bind(owner)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                Ok(n > 0)
+            }
+
             impl super::$store {
+                /// The time to store, from the store's clock.
+                fn stamp(&self) -> $stamp_ty {
+                    $stamp(to_micros((self.clock)()))
+                }
+
                 /// A pooled connection; the wait for it is added to the store's acquire statistics.
                 async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>, StoreError> {
                     let started = std::time::Instant::now();
@@ -211,7 +275,7 @@ macro_rules! impl_sql_store {
                     .bind(Uuid::new_v4())
                     .bind(email.as_str())
                     .bind(password_hash)
-                    .bind(now())
+                    .bind(self.stamp())
                     .fetch_one(&mut *self.conn().await?)
                     .await
                     .map_err(map_constraint)?;
@@ -249,7 +313,7 @@ macro_rules! impl_sql_store {
                             return Err(StoreError::InvalidReference);
                         }
                     }
-                    let ts = now();
+                    let ts = self.stamp();
                     let row: TodoRow = sqlx::query_as(&format!(
                         "INSERT INTO todos (id, user_id, category_id, title, description, completed, \
                          due_date, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -262,7 +326,7 @@ macro_rules! impl_sql_store {
                     .bind(t.description.as_str())
                     .bind(t.completed)
                     .bind(t.due_date)
-                    .bind(ts)
+                    .bind(ts.clone())
                     .bind(ts)
                     .fetch_one(&mut *tx)
                     .await
@@ -293,12 +357,7 @@ macro_rules! impl_sql_store {
 
                     let mut q = QueryBuilder::<$db>::new(format!("SELECT {TODO_COLUMNS} FROM todos"));
                     push_todo_filter(&mut q, owner, f);
-                    let col = f.sort.column();
-                    let dir = f.order.sql();
-                    // Nulls (no due date) sort last in both directions and in both databases.
-                    q.push(format!(
-                        " ORDER BY ({col} IS NULL) ASC, {col} {dir}, id {dir} LIMIT "
-                    ));
+                    q.push(" ORDER BY ").push(f.sort.order_by(f.order)).push(" LIMIT ");
                     q.push_bind(i64::from(f.limit));
                     q.push(" OFFSET ").push_bind(i64::from(f.offset));
                     let rows: Vec<TodoRow> = q.build_query_as().fetch_all(&mut *self.conn().await?).await?;
@@ -316,55 +375,45 @@ macro_rules! impl_sql_store {
                 ) -> Result<Option<Todo>, StoreError> {
                     let mut conn = self.conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    let current: Option<TodoRow> = sqlx::query_as(&format!(
-                        "SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 AND user_id = $2"
-                    ))
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(current) = current else {
-                        return Ok(None);
-                    };
-                    let mut todo: Todo = current.into();
                     if let Some(Some(c)) = patch.category_id {
                         if !category_owned(&mut tx, owner, c).await? {
-                            return Err(StoreError::InvalidReference);
+                            // Someone else's (or no) todo answers 404 whatever the body names.
+                            return if todo_exists(&mut tx, owner, id).await? {
+                                Err(StoreError::InvalidReference)
+                            } else {
+                                Ok(None)
+                            };
                         }
                     }
+                    // One UPDATE that sets only the given fields: concurrent patches of different
+                    // fields both take effect (no read-modify-write of the whole row).
+                    let mut q = QueryBuilder::<$db>::new("UPDATE todos SET updated_at = ");
+                    q.push_bind(self.stamp());
                     if let Some(t) = &patch.title {
-                        todo.title = t.as_str().to_owned();
+                        q.push(", title = ").push_bind(t.as_str().to_owned());
                     }
                     if let Some(d) = &patch.description {
-                        todo.description = d.as_str().to_owned();
+                        q.push(", description = ").push_bind(d.as_str().to_owned());
                     }
                     if let Some(c) = patch.completed {
-                        todo.completed = c;
+                        q.push(", completed = ").push_bind(c);
                     }
                     if let Some(c) = patch.category_id {
-                        todo.category_id = c;
+                        q.push(", category_id = ").push_bind(c);
                     }
                     if let Some(d) = patch.due_date {
-                        todo.due_date = d;
+                        q.push(", due_date = ").push_bind(d);
                     }
-                    let row: TodoRow = sqlx::query_as(&format!(
-                        "UPDATE todos SET title = $1, description = $2, completed = $3, \
-                         category_id = $4, due_date = $5, updated_at = $6 \
-                         WHERE id = $7 AND user_id = $8 RETURNING {TODO_COLUMNS}"
-                    ))
-                    .bind(&todo.title)
-                    .bind(&todo.description)
-                    .bind(todo.completed)
-                    .bind(todo.category_id)
-                    .bind(todo.due_date)
-                    .bind(now())
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_constraint)?;
+                    q.push(" WHERE id = ").push_bind(id);
+                    q.push(" AND user_id = ").push_bind(owner);
+                    q.push(format!(" RETURNING {TODO_COLUMNS}"));
+                    let row: Option<TodoRow> = q
+                        .build_query_as()
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_constraint)?;
                     tx.commit().await?;
-                    Ok(Some(row.into()))
+                    Ok(row.map(Into::into))
                 }
 
                 async fn delete_todo(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
@@ -384,6 +433,7 @@ macro_rules! impl_sql_store {
                 ) -> Result<Category, StoreError> {
                     let mut conn = self.conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    lock_tree(&mut tx, owner).await?;
                     if let Some(p) = parent {
                         if !category_owned(&mut tx, owner, p).await? {
                             return Err(StoreError::InvalidReference);
@@ -397,7 +447,7 @@ macro_rules! impl_sql_store {
                     .bind(owner)
                     .bind(parent)
                     .bind(name.as_str())
-                    .bind(now())
+                    .bind(self.stamp())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(map_constraint)?;
@@ -407,7 +457,7 @@ macro_rules! impl_sql_store {
 
                 async fn categories(&self, owner: Uuid) -> Result<Vec<Category>, StoreError> {
                     let rows: Vec<CategoryRow> = sqlx::query_as(&format!(
-                        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE user_id = $1 ORDER BY name, id"
+                        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE user_id = $1 ORDER BY lower(name), name, id"
                     ))
                     .bind(owner)
                     .fetch_all(&mut *self.conn().await?)
@@ -424,6 +474,7 @@ macro_rules! impl_sql_store {
                 ) -> Result<Option<Category>, StoreError> {
                     let mut conn = self.conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    lock_tree(&mut tx, owner).await?;
                     let current: Option<CategoryRow> = sqlx::query_as(&format!(
                         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1 AND user_id = $2"
                     ))
@@ -483,6 +534,7 @@ macro_rules! impl_sql_store {
                 async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
                     let mut conn = self.conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    lock_tree(&mut tx, owner).await?;
                     let children: i64 = sqlx::query_scalar(
                         "SELECT COUNT(*) FROM categories WHERE parent_id = $1 AND user_id = $2",
                     )

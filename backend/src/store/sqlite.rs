@@ -12,6 +12,7 @@ use crate::config::PoolConfig;
 pub struct SqliteStore {
     pool: SqlitePool,
     acquire: super::AcquireStats,
+    clock: super::sql::Clock,
 }
 
 impl SqliteStore {
@@ -42,8 +43,20 @@ impl SqliteStore {
         Ok(Self {
             pool,
             acquire: super::AcquireStats::default(),
+            clock: super::sql::system_clock(),
         })
+    }
+
+    /// The same store reading the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: super::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
+super::sql::impl_sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    super::super::sql::sqlite_stamp,
+    String
+);

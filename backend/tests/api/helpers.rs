@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 use todo_backend::config::{Config, RawConfig};
 use todo_backend::identity::{AssertionClaims, ASSERTION_TYP};
-use todo_backend::store::{PgStore, SqliteStore, Store};
+use todo_backend::store::{system_clock, Clock, PgStore, SqliteStore, Store};
 use todo_backend::Application;
 
 pub const SECRET: &[u8] = &[
@@ -52,16 +52,37 @@ impl Drop for DbGuard {
 }
 
 pub async fn sqlite_store() -> (Arc<dyn Store>, DbGuard) {
+    sqlite_store_with(system_clock()).await
+}
+
+/// A SQLite store in a temp dir whose timestamps come from `clock`.
+pub async fn sqlite_store_with(clock: Clock) -> (Arc<dyn Store>, DbGuard) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::connect(&dir.path().join("todo.db"), &Default::default(), true)
         .await
-        .expect("sqlite store");
+        .expect("sqlite store")
+        .with_clock(clock);
     (Arc::new(store), DbGuard::Sqlite(dir))
+}
+
+/// A PostgreSQL store on a fresh database whose timestamps come from `clock`, or `None` (skipped).
+pub async fn pg_store_with(clock: Clock) -> Option<(Arc<dyn Store>, DbGuard)> {
+    let (pool, guard) = pg_database().await?;
+    let store = PgStore::from_pool(pool).with_clock(clock);
+    store.migrate().await.expect("migrations");
+    Some((Arc::new(store), guard))
 }
 
 /// A fresh PostgreSQL database, or `None` (skipped) without `DATABASE_URL`; with `CI` set a missing
 /// `DATABASE_URL` is a failure.
 pub async fn pg_store() -> Option<(Arc<dyn Store>, DbGuard)> {
+    pg_store_with(system_clock()).await
+}
+
+/// A fresh, empty PostgreSQL database (not migrated) and a pool on it. It collates like most
+/// production clusters (ICU `en-US`, linguistic order) rather than this machine's `C.UTF-8`, so a
+/// query whose order depends on the database default shows it here.
+pub async fn pg_database() -> Option<(sqlx::PgPool, DbGuard)> {
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -75,10 +96,17 @@ pub async fn pg_store() -> Option<(Arc<dyn Store>, DbGuard)> {
     let mut c = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let linguistic = format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    );
+    if let Err(e) = sqlx::query(&linguistic).execute(&mut c).await {
+        // A server without ICU: the cluster's default collation.
+        eprintln!("note: no ICU collation for the test database ({e})");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
     let guard = DbGuard::Postgres {
         admin_url: admin_url.clone(),
         name: name.clone(),
@@ -89,9 +117,7 @@ pub async fn pg_store() -> Option<(Arc<dyn Store>, DbGuard)> {
         .connect(&url)
         .await
         .unwrap();
-    let store = PgStore::from_pool(pool);
-    store.migrate().await.expect("migrations");
-    Some((Arc::new(store), guard))
+    Some((pool, guard))
 }
 
 fn replace_db(url: &str, db: &str) -> String {
