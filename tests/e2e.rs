@@ -389,6 +389,19 @@ async fn journey(c: &reqwest::Client, p: &Proxy, other: &Proxy, backend_port: u1
     )
     .await;
     assert_eq!(s, 404);
+    // Nor on the backend's own listener without the proxy's service assertion.
+    let (s, _) = call(
+        c,
+        "POST",
+        format!("http://127.0.0.1:{backend_port}/internal/credentials/verify"),
+        None,
+        Some(json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(
+        s, 404,
+        "the credential check is no oracle for a direct peer"
+    );
 }
 
 #[tokio::test]

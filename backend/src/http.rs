@@ -68,7 +68,6 @@ impl MakeRequestId for UuidRequestId {
     paths(
         users::register,
         users::me,
-        users::verify_credentials,
         todos::list,
         todos::create,
         todos::get_one,

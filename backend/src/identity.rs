@@ -27,6 +27,10 @@ pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 60;
 /// Header carrying the assertion.
 pub const ASSERTION_HEADER: &str = "x-identity-assertion";
 pub const USER_ID_HEADER: &str = "x-user-id";
+/// The `sub` (and `X-User-Id`) of a service assertion: the proxy calling on its own behalf, for the
+/// credential check. No user id can take this value (users are UUIDs; external users are
+/// `<issuer>:<sub>`), and the user extractor refuses it.
+pub const SERVICE_SUBJECT: &str = "edge-proxy";
 
 /// The claims of an identity assertion (the wire contract; pinned by
 /// `docs/contracts/identity-assertion.json`).
@@ -90,19 +94,9 @@ impl AssertionVerifier {
         path: &str,
         now: i64,
     ) -> Result<Identity, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::Unauthenticated)?;
-        if header.typ.as_deref() != Some(ASSERTION_TYP) || header.crit.is_some() {
-            return Err(ApiError::Unauthenticated);
-        }
-        let data = jsonwebtoken::decode::<AssertionClaims>(token, &self.key, &self.validation)
-            .map_err(|_| ApiError::Unauthenticated)?;
-        let c = data.claims;
-        let fresh = c.iat <= now + self.leeway
-            && now < c.exp + self.leeway
-            && c.exp - c.iat <= MAX_ASSERTION_LIFETIME_SECS;
-        if !fresh || c.sub != user_id || c.htm != method || c.htu != path {
-            return Err(ApiError::Unauthenticated);
-        }
+        let c = self
+            .verify_claims(token, user_id, method, path, now)
+            .ok_or(ApiError::Unauthenticated)?;
         let user_id = Uuid::parse_str(&c.sub).map_err(|_| ApiError::Unauthenticated)?;
         Ok(Identity {
             user_id,
@@ -110,21 +104,80 @@ impl AssertionVerifier {
             roles: c.roles,
         })
     }
+
+    /// The claims of `token` if it is a valid assertion for exactly this request (`sub` equal to
+    /// `X-User-Id`, method and path bound, fresh), whoever its subject is.
+    fn verify_claims(
+        &self,
+        token: &str,
+        user_id: &str,
+        method: &str,
+        path: &str,
+        now: i64,
+    ) -> Option<AssertionClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some(ASSERTION_TYP) || header.crit.is_some() {
+            return None;
+        }
+        let c = jsonwebtoken::decode::<AssertionClaims>(token, &self.key, &self.validation)
+            .ok()?
+            .claims;
+        let fresh = c.iat <= now + self.leeway
+            && now < c.exp + self.leeway
+            && c.exp - c.iat <= MAX_ASSERTION_LIFETIME_SECS;
+        (fresh && c.sub == user_id && c.htm == method && c.htu == path).then_some(c)
+    }
+}
+
+/// The single value of header `name`, if it has exactly one and it is text.
+fn single_header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    let mut values = parts.headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().ok(),
+        _ => None,
+    }
+}
+
+/// The proxy itself, calling an internal route (the credential check) with a service assertion:
+/// `sub` and `X-User-Id` are [`SERVICE_SUBJECT`], signed like any assertion and bound to this
+/// method and path. Anyone else gets 404, as if the route did not exist, so the credential check is
+/// no password oracle for a peer that reaches the API listener without the proxy.
+#[derive(Debug)]
+pub struct ProxyCall;
+
+impl FromRequestParts<AppState> for ProxyCall {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (Some(token), Some(SERVICE_SUBJECT)) = (
+            single_header(parts, ASSERTION_HEADER),
+            single_header(parts, USER_ID_HEADER),
+        ) else {
+            return Err(ApiError::NotFound);
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        state
+            .verifier
+            .verify_claims(
+                token,
+                SERVICE_SUBJECT,
+                parts.method.as_str(),
+                parts.uri.path(),
+                now,
+            )
+            .map(|_| ProxyCall)
+            .ok_or(ApiError::NotFound)
+    }
 }
 
 impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = |name: &str| {
-            let mut values = parts.headers.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (Some(v), None) => v.to_str().ok(),
-                _ => None,
-            }
-        };
-        let (Some(token), Some(user_id)) = (header(ASSERTION_HEADER), header(USER_ID_HEADER))
-        else {
+        let (Some(token), Some(user_id)) = (
+            single_header(parts, ASSERTION_HEADER),
+            single_header(parts, USER_ID_HEADER),
+        ) else {
             return Err(ApiError::Unauthenticated);
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

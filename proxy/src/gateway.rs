@@ -458,8 +458,37 @@ impl Gateway {
                 .await;
             return Err(ProxyError::BadGateway);
         };
+        let service = self
+            .asserter
+            .mint(
+                &self.pools[self.login_pool].name,
+                crate::identity::SERVICE_SUBJECT,
+                "",
+                &[],
+                &ctx.request_id,
+                "POST",
+                self.credentials.path(),
+                unix_now(),
+            )
+            .map_err(|error| {
+                tracing::error!(%error, "minting the service assertion failed");
+                ProxyError::Internal
+            });
+        let service = match service {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self
+                    .finish_attempt(&account, &ip, ctx, Outcome::Abandoned)
+                    .await;
+                return Err(e);
+            }
+        };
         self.metrics.login_verifications.inc();
-        match self.credentials.verify(peer, &req, &ctx.request_id).await {
+        match self
+            .credentials
+            .verify(peer, &req, &ctx.request_id, &service)
+            .await
+        {
             Ok(user) => {
                 self.finish_attempt(&account, &ip, ctx, Outcome::Success)
                     .await?;

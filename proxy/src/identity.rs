@@ -148,7 +148,12 @@ pub struct AssertionClaims {
     pub exp: i64,
 }
 
-/// Mints identity assertions with the identity secret (HS256).
+/// The subject of the proxy's own service assertion, sent with the credential check: the upstream
+/// serves that route only to this caller. No user id can take this value (own users are the
+/// upstream's ids, external users `<issuer>:<sub>`).
+pub const SERVICE_SUBJECT: &str = "edge-proxy";
+
+/// Mints identity assertions with the identity secret (HS256) or the Ed25519 key (EdDSA).
 pub struct Asserter {
     key: EncodingKey,
     header: Header,

@@ -90,17 +90,28 @@ impl CredentialClient {
         })
     }
 
+    /// The path the credential check is served on (the service assertion is bound to it).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Asks `peer` whether `req`'s credentials are right; `assertion` is the proxy's service
+    /// assertion for this call (`sub` [`crate::identity::SERVICE_SUBJECT`]), without which the
+    /// upstream answers 404.
     pub async fn verify(
         &self,
         peer: SocketAddr,
         req: &LoginRequest,
         request_id: &str,
+        assertion: &str,
     ) -> Result<VerifiedUser, VerifyError> {
         let url = format!("http://{peer}{}", self.path);
         let resp = self
             .http
             .post(url)
             .header("x-request-id", request_id)
+            .header("x-user-id", crate::identity::SERVICE_SUBJECT)
+            .header("x-identity-assertion", assertion)
             .json(req)
             .send()
             .await

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::AppJson;
 use crate::domain::{Email, Password, User};
 use crate::error::{ApiError, ErrorBody, FieldError};
-use crate::identity::Identity;
+use crate::identity::{Identity, ProxyCall};
 use crate::store::StoreError;
 use crate::AppState;
 
@@ -100,13 +100,12 @@ pub struct VerifiedUser {
 /// cannot be a registered password and is refused without hashing.
 const MAX_VERIFY_PASSWORD_BYTES: usize = 1024;
 
-#[utoipa::path(post, path = "/internal/credentials/verify", request_body = VerifyRequest,
-    description = "Called by edge-proxy on login; never forwarded from the public listener.",
-    responses(
-        (status = 200, body = VerifiedUser),
-        (status = 401, body = ErrorBody, description = "wrong password, unknown or disabled user (indistinguishable)"),
-    ))]
+/// `POST /internal/credentials/verify`: called by edge-proxy on login, with its service assertion
+/// ([`ProxyCall`]); anyone else gets 404. Not in the public OpenAPI document.
+/// `200` with the user, or `401` for a wrong password, an unknown or a disabled user
+/// (indistinguishable: each costs one argon2 verification).
 pub async fn verify_credentials(
+    _proxy: ProxyCall,
     State(state): State<AppState>,
     AppJson(req): AppJson<VerifyRequest>,
 ) -> Result<Json<VerifiedUser>, ApiError> {

@@ -175,6 +175,28 @@ pub struct User {
     pub email: String,
 }
 
+/// The proxy's service assertion for its own call of `method path` (the credential check).
+pub fn service_assertion(method: &str, path: &str) -> String {
+    let proxy = User {
+        id: todo_backend::identity::SERVICE_SUBJECT.into(),
+        email: String::new(),
+    };
+    assertion(&proxy, method, path)
+}
+
+/// Asks the credential check as the proxy does (with its service assertion).
+pub async fn check_credentials(app: &TestApp, body: &Value) -> reqwest::Response {
+    let path = "/internal/credentials/verify";
+    app.client
+        .post(app.url(path))
+        .header("x-user-id", todo_backend::identity::SERVICE_SUBJECT)
+        .header("x-identity-assertion", service_assertion("POST", path))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn assertion(user: &User, method: &str, path: &str) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = AssertionClaims {

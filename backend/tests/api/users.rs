@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, assertion, spawn_app, User};
+use crate::helpers::{
+    assert_error, assertion, check_credentials, service_assertion, spawn_app, User,
+};
 
 #[tokio::test]
 async fn registration_normalises_the_email_and_refuses_duplicates_with_409() {
@@ -101,19 +103,92 @@ async fn malformed_bodies_get_clear_4xx_answers() {
 }
 
 #[tokio::test]
+async fn the_credential_check_is_404_for_anyone_but_the_proxy() {
+    // Any peer that reaches the API listener without the proxy's service assertion finds no such
+    // route, so it is no unthrottled password oracle.
+    let app = spawn_app().await;
+    let user = app.new_user("dora@example.com").await;
+    let path = "/internal/credentials/verify";
+    let body = json!({"email": "dora@example.com", "password": "correct horse battery"});
+    let proxy = todo_backend::identity::SERVICE_SUBJECT;
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no assertion", vec![]),
+        (
+            "the user id header alone",
+            vec![("x-user-id", proxy.to_owned())],
+        ),
+        (
+            "a user's assertion for this very route",
+            vec![
+                ("x-user-id", user.id.clone()),
+                ("x-identity-assertion", assertion(&user, "POST", path)),
+            ],
+        ),
+        (
+            "a user's assertion under the proxy's name",
+            vec![
+                ("x-user-id", proxy.to_owned()),
+                ("x-identity-assertion", assertion(&user, "POST", path)),
+            ],
+        ),
+        (
+            "a service assertion for another route",
+            vec![
+                ("x-user-id", proxy.to_owned()),
+                ("x-identity-assertion", service_assertion("POST", "/todos")),
+            ],
+        ),
+        (
+            "a service assertion for another method",
+            vec![
+                ("x-user-id", proxy.to_owned()),
+                ("x-identity-assertion", service_assertion("GET", path)),
+            ],
+        ),
+        (
+            "a forged assertion",
+            vec![
+                ("x-user-id", proxy.to_owned()),
+                (
+                    "x-identity-assertion",
+                    "eyJhbGciOiJub25lIn0.e30.".to_owned(),
+                ),
+            ],
+        ),
+    ];
+    for (name, headers) in cases {
+        let mut r = app.client.post(app.url(path)).json(&body);
+        for (n, v) in headers {
+            r = r.header(n, v);
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status().as_u16();
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(s, 404, "{name}: {b}");
+        assert_error(s, &b, 404, "not_found");
+    }
+    // The proxy itself is answered.
+    assert_eq!(check_credentials(&app, &body).await.status(), 200);
+    // A service assertion is no user: it cannot read a user's data.
+    let r = app
+        .client
+        .get(app.url("/me"))
+        .header("x-user-id", proxy)
+        .header("x-identity-assertion", service_assertion("GET", "/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
 async fn the_credential_check_answers_the_same_for_wrong_passwords_and_unknown_users() {
     let app = spawn_app().await;
     let user = app.new_user("carol@example.com").await;
     let check = |email: &'static str, password: &'static str| {
-        let c = app.client.clone();
-        let url = app.url("/internal/credentials/verify");
+        let app = &app;
         async move {
-            let r = c
-                .post(url)
-                .json(&json!({"email": email, "password": password}))
-                .send()
-                .await
-                .unwrap();
+            let r = check_credentials(app, &json!({"email": email, "password": password})).await;
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
@@ -200,7 +275,6 @@ async fn the_openapi_document_covers_every_route() {
     for p in [
         "/auth/register",
         "/me",
-        "/internal/credentials/verify",
         "/todos",
         "/todos/{id}",
         "/categories",
@@ -209,6 +283,10 @@ async fn the_openapi_document_covers_every_route() {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(
+        !paths.contains_key("/internal/credentials/verify"),
+        "the proxy's internal route is not advertised"
+    );
 }
 
 #[tokio::test]

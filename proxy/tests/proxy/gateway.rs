@@ -152,6 +152,34 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
         (user_id_for("alice@example.com").as_str(), "GET", "/todos")
     );
     assert_eq!(a.exp - a.iat, 60);
+
+    // The credential check carried the proxy's own service assertion, bound to that call.
+    let check = up
+        .seen
+        .all()
+        .into_iter()
+        .find(|s| s.path == "/internal/credentials/verify")
+        .unwrap();
+    assert_eq!(
+        check.headers["x-user-id"],
+        edge_proxy::identity::SERVICE_SUBJECT
+    );
+    let service = jsonwebtoken::decode::<edge_proxy::identity::AssertionClaims>(
+        check.headers["x-identity-assertion"].to_str().unwrap(),
+        &jsonwebtoken::DecodingKey::from_secret(&key),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(
+        (
+            service.sub.as_str(),
+            service.htm.as_str(),
+            service.htu.as_str()
+        ),
+        ("edge-proxy", "POST", "/internal/credentials/verify")
+    );
+    assert!(service.exp - service.iat <= 60);
 }
 
 #[tokio::test]
