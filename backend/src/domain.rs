@@ -87,13 +87,15 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// One line of text: at most `max` characters as sent (the documented `maxLength`), at least one of
+/// them visible, none a control character; stored trimmed.
 fn single_line(raw: &str, max: usize) -> Result<String, &'static str> {
+    if raw.chars().count() > max {
+        return Err("is too long");
+    }
     let s = raw.trim();
     if s.is_empty() {
         return Err("must not be empty");
-    }
-    if s.chars().count() > max {
-        return Err("is too long");
     }
     if s.chars().any(char::is_control) {
         return Err("must not contain control characters");

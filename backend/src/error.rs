@@ -171,11 +171,15 @@ impl From<StoreError> for ApiError {
                 code: "conflict",
                 message: "a conflicting record exists",
             },
-            StoreError::InvalidReference => Self::field("category_id", "category does not exist"),
-            StoreError::Cycle => Self::field(
-                "parent_id",
-                "a category cannot be moved under itself or one of its subcategories",
-            ),
+            // The request is well formed; the caller's data does not allow it (RFC 9110 409).
+            StoreError::InvalidReference => Self::Conflict {
+                code: "unknown_category",
+                message: "category_id names no category of yours",
+            },
+            StoreError::Cycle => Self::Conflict {
+                code: "category_cycle",
+                message: "a category cannot be moved under itself or one of its subcategories",
+            },
             StoreError::HasChildren => Self::Conflict {
                 code: "category_has_children",
                 message: "delete or move the subcategories first",

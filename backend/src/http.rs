@@ -15,10 +15,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+use self::openapi::EdgeContract;
 use crate::error::ApiError;
 use crate::AppState;
 
 pub mod categories;
+pub mod openapi;
 pub mod todos;
 pub mod users;
 
@@ -63,7 +65,7 @@ impl MakeRequestId for UuidRequestId {
 #[openapi(
     info(
         title = "todo-backend",
-        description = "The todo service behind edge-proxy. Every route except registration requires the proxy's identity assertion."
+        description = "The todo service, as clients reach it through edge-proxy: every operation except registration needs a bearer token, which the proxy verifies."
     ),
     paths(
         users::register,
@@ -81,8 +83,11 @@ impl MakeRequestId for UuidRequestId {
     components(schemas(
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
-        crate::error::FieldError
-    ))
+        crate::error::FieldError,
+        crate::domain::TodoSort,
+        crate::domain::SortOrder
+    )),
+    modifiers(&EdgeContract)
 )]
 pub struct ApiDoc;
 

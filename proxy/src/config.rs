@@ -123,6 +123,8 @@ pub struct UpstreamConfig {
 pub struct RouteConfig {
     pub name: String,
     pub prefix: String,
+    /// Matches `prefix` only, not the paths below it.
+    pub exact: bool,
     pub upstream: String,
     pub auth: AuthMode,
     pub methods: Vec<Method>,
@@ -448,7 +450,7 @@ impl Config {
                     r.prefix
                 ));
             }
-            if !prefixes.insert(r.prefix.clone()) {
+            if !prefixes.insert((r.prefix.clone(), r.exact)) {
                 p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
             }
             if !raw.upstreams.contains_key(&r.upstream) {
@@ -499,6 +501,7 @@ impl Config {
                 routes.push(RouteConfig {
                     name: r.name.clone(),
                     prefix: r.prefix.clone(),
+                    exact: r.exact,
                     upstream: r.upstream.clone(),
                     auth,
                     methods,

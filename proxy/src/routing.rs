@@ -1,6 +1,7 @@
 //! The route table: path prefix → upstream pool and policy. Default deny: a path that matches no route
 //! is answered 404 at the edge. Longest prefix wins, matched on path-segment boundaries (`/me` matches
-//! `/me` and `/me/x`, never `/metrics`). Paths under `/internal/` never match, whatever the config says.
+//! `/me` and `/me/x`, never `/metrics`); an `exact` route matches its path only, and wins over a
+//! prefix route of the same path. Paths under `/internal/` never match, whatever the config says.
 //!
 //! Paths are checked before matching: dot segments, empty segments, backslashes and encoded `/`, `\`
 //! or `.` are refused (`invalid_path`), because an upstream that normalises differently from this
@@ -17,6 +18,8 @@ pub const INTERNAL_PREFIX: &str = "/internal";
 pub struct Route {
     pub name: String,
     pub prefix: String,
+    /// Matches `prefix` only.
+    pub exact: bool,
     /// Index of the route's pool in `Gateway::pools`.
     pub upstream: usize,
     pub upstream_name: String,
@@ -47,6 +50,7 @@ impl RouteTable {
                 Some(Route {
                     name: r.name.clone(),
                     prefix: r.prefix.clone(),
+                    exact: r.exact,
                     upstream: pool_index(&r.upstream)?,
                     upstream_name: r.upstream.clone(),
                     auth: r.auth,
@@ -62,7 +66,7 @@ impl RouteTable {
                 })
             })
             .collect();
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        routes.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), !r.exact));
         Self { routes }
     }
 
@@ -72,9 +76,13 @@ impl RouteTable {
         if segment_prefix(INTERNAL_PREFIX, path) {
             return None;
         }
-        self.routes
-            .iter()
-            .position(|r| segment_prefix(&r.prefix, path))
+        self.routes.iter().position(|r| {
+            if r.exact {
+                r.prefix == path
+            } else {
+                segment_prefix(&r.prefix, path)
+            }
+        })
     }
 
     /// The route for `path`, or `None` (404).
@@ -128,6 +136,7 @@ mod tests {
         let r = |name: &str, prefix: &str| RouteConfig {
             name: name.into(),
             prefix: prefix.into(),
+            exact: name.ends_with("-exact"),
             upstream: "u".into(),
             auth: AuthMode::Required,
             methods: vec![Method::GET],
@@ -139,7 +148,9 @@ mod tests {
                 r("root", "/"),
                 r("me", "/me"),
                 r("todos", "/todos"),
+                r("todos-exact", "/todos"),
                 r("todo-import", "/todos/import"),
+                r("import-exact", "/import"),
                 r("int", "/internal/x"),
             ],
             |_| Some(0),
@@ -155,7 +166,21 @@ mod tests {
         assert_eq!(name("/metrics"), Some("root"));
         assert_eq!(name("/todos/import/1"), Some("todo-import"));
         assert_eq!(name("/todos/importer"), Some("todos"));
-        assert_eq!(name("/todos"), Some("todos"));
+        assert_eq!(name("/todos/1"), Some("todos"));
+    }
+
+    #[test]
+    fn an_exact_route_matches_its_path_only_and_wins_over_the_prefix_route() {
+        let t = table();
+        let name = |p: &str| t.route(p).map(|r| r.name.as_str());
+        assert_eq!(name("/todos"), Some("todos-exact"));
+        assert_eq!(name("/todos/x"), Some("todos"));
+        assert_eq!(name("/import"), Some("import-exact"));
+        assert_eq!(
+            name("/import/x"),
+            Some("root"),
+            "nothing below an exact route"
+        );
     }
 
     #[test]
@@ -193,6 +218,7 @@ mod tests {
             &[RouteConfig {
                 name: "todos".into(),
                 prefix: "/todos".into(),
+                exact: false,
                 upstream: "u".into(),
                 auth: AuthMode::Required,
                 methods: vec![],

@@ -17,7 +17,7 @@ use crate::identity::Identity;
 use crate::AppState;
 
 #[utoipa::path(get, path = "/categories",
-    responses((status = 200, body = Vec<CategoryNode>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<CategoryNode>)))]
 pub async fn list(
     State(state): State<AppState>,
     id: Identity,
@@ -30,13 +30,21 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCategory {
+    /// One line: at least one visible character, no control characters, at most 100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
+    /// One of the caller's categories (`409 unknown_category` otherwise).
     #[serde(default)]
     parent_id: Option<Uuid>,
 }
 
 #[utoipa::path(post, path = "/categories", request_body = CreateCategory,
-    responses((status = 201, body = Category), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Category),
+        (status = 409, body = ErrorBody, description = "`parent_id` names no category of the caller (`unknown_category`)")))]
 pub async fn create(
     State(state): State<AppState>,
     id: Identity,
@@ -51,21 +59,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(cat)))
 }
 
-/// A missing parent is reported on `parent_id`, not on `category_id`.
+/// A missing parent is named as such (the store reports any missing category the same way).
 fn parent_reference(e: crate::store::StoreError) -> ApiError {
     match e {
-        crate::store::StoreError::InvalidReference => {
-            ApiError::field("parent_id", "category does not exist")
-        }
+        crate::store::StoreError::InvalidReference => ApiError::Conflict {
+            code: "unknown_category",
+            message: "parent_id names no category of yours",
+        },
         other => other.into(),
     }
 }
 
+/// At least one field (`minProperties`, set in `openapi.rs`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCategory {
-    #[serde(default)]
-    name: Option<String>,
+    /// As on create; `null` is refused.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    name: Option<Option<String>>,
     /// Moves the category; `null` moves it to the top level.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
@@ -73,7 +85,8 @@ pub struct PatchCategory {
 }
 
 #[utoipa::path(patch, path = "/categories/{id}", params(("id" = Uuid, Path)), request_body = PatchCategory,
-    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Category), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`parent_id` names no category of the caller (`unknown_category`), or the move would put the category under itself (`category_cycle`)")))]
 pub async fn patch(
     State(state): State<AppState>,
     id: Identity,
@@ -81,12 +94,11 @@ pub async fn patch(
     AppJson(req): AppJson<PatchCategory>,
 ) -> Result<Json<Category>, ApiError> {
     let cat_id = parse_id(&cat_id)?;
-    let name = req
-        .name
-        .as_deref()
-        .map(CategoryName::parse)
-        .transpose()
-        .map_err(|m| ApiError::field("name", m))?;
+    let name = match req.name {
+        Some(Some(n)) => Some(CategoryName::parse(&n).map_err(|m| ApiError::field("name", m))?),
+        Some(None) => return Err(ApiError::field("name", "must not be null")),
+        None => None,
+    };
     if name.is_none() && req.parent_id.is_none() {
         return Err(ApiError::field("body", "no field to update"));
     }
@@ -100,8 +112,8 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, path = "/categories/{id}", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the category has subcategories")))]
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the category has subcategories (`category_has_children`)")))]
 pub async fn delete(
     State(state): State<AppState>,
     id: Identity,

@@ -46,20 +46,37 @@ fn push<'a>(problems: &'a mut Vec<FieldError>, field: &str) -> impl FnOnce(&'sta
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only completed (`true`) or open (`false`) todos.
     completed: Option<bool>,
-    /// A category id, or `none` for todos without a category.
+    /// A category id (hyphenated UUID), or `none` for todos without a category.
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|none)$"
+    )]
     category_id: Option<String>,
     /// Due strictly before this date (`YYYY-MM-DD`).
+    #[param(format = Date)]
     due_before: Option<String>,
     /// Due strictly after this date (`YYYY-MM-DD`).
+    #[param(format = Date)]
     due_after: Option<String>,
     sort: Option<TodoSort>,
     order: Option<SortOrder>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// Rows to skip, 0 to 4294967295 (utoipa would call a `u32` an `int32`).
+    #[param(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     offset: Option<u32>,
+}
+
+/// A hyphenated UUID, the only form the API documents (`Uuid::parse_str` alone also takes the
+/// simple, braced and URN forms, which the schema calls invalid).
+pub(super) fn hyphenated_uuid(raw: &str) -> Option<Uuid> {
+    (raw.len() == 36)
+        .then(|| Uuid::parse_str(raw).ok())
+        .flatten()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -72,7 +89,7 @@ pub struct TodoPage {
 }
 
 #[utoipa::path(get, path = "/todos", params(ListParams),
-    responses((status = 200, body = TodoPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = TodoPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     id: Identity,
@@ -82,9 +99,9 @@ pub async fn list(
     let category = match p.category_id.as_deref() {
         None => None,
         Some("none") => Some(CategoryFilter::Uncategorised),
-        Some(raw) => match Uuid::parse_str(raw) {
-            Ok(u) => Some(CategoryFilter::In(u)),
-            Err(_) => {
+        Some(raw) => match hyphenated_uuid(raw) {
+            Some(u) => Some(CategoryFilter::In(u)),
+            None => {
                 problems.push(FieldError {
                     field: "category_id".into(),
                     message: "must be a category id or `none`".into(),
@@ -133,20 +150,30 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTodo {
+    /// One line: at least one visible character, no control characters, at most 200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     description: Option<String>,
     #[serde(default)]
     completed: Option<bool>,
+    /// One of the caller's categories (`409 unknown_category` otherwise).
     #[serde(default)]
     category_id: Option<Uuid>,
     /// `YYYY-MM-DD`
     #[serde(default)]
+    #[schema(format = Date)]
     due_date: Option<String>,
 }
 
 #[utoipa::path(post, path = "/todos", request_body = CreateTodo,
-    responses((status = 201, body = Todo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Todo),
+        (status = 409, body = ErrorBody, description = "`category_id` names no category of the caller (`unknown_category`)")))]
 pub async fn create(
     State(state): State<AppState>,
     id: Identity,
@@ -188,7 +215,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/todos/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Todo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Todo), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Identity,
@@ -203,27 +230,34 @@ pub async fn get_one(
     Ok(Json(todo))
 }
 
+/// At least one field (`minProperties`, set in `openapi.rs`); absent fields are left as they are.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTodo {
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    completed: Option<bool>,
+    /// As on create; `null` is refused (a title cannot be removed).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    title: Option<Option<String>>,
+    /// `null` is refused; `""` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = String, max_length = 10000)]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = bool)]
+    completed: Option<Option<bool>>,
     /// `null` removes the todo from its category.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     category_id: Option<Option<Uuid>>,
     /// `YYYY-MM-DD`; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     due_date: Option<Option<String>>,
 }
 
 #[utoipa::path(patch, path = "/todos/{id}", params(("id" = Uuid, Path)), request_body = PatchTodo,
-    responses((status = 200, body = Todo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Todo), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`category_id` names no category of the caller (`unknown_category`)")))]
 pub async fn patch(
     State(state): State<AppState>,
     id: Identity,
@@ -233,19 +267,31 @@ pub async fn patch(
     let todo_id = parse_id(&todo_id)?;
     let mut problems = Vec::new();
     let mut patch = TodoPatch {
-        completed: req.completed,
         category_id: req.category_id,
         ..TodoPatch::default()
     };
-    if let Some(t) = req.title.as_deref() {
-        patch.title = TodoTitle::parse(t)
-            .map_err(push(&mut problems, "title"))
-            .ok();
+    match req.title {
+        Some(Some(t)) => {
+            patch.title = TodoTitle::parse(&t)
+                .map_err(push(&mut problems, "title"))
+                .ok();
+        }
+        Some(None) => push(&mut problems, "title")("must not be null"),
+        None => {}
     }
-    if let Some(d) = req.description.as_deref() {
-        patch.description = TodoDescription::parse(d)
-            .map_err(push(&mut problems, "description"))
-            .ok();
+    match req.description {
+        Some(Some(d)) => {
+            patch.description = TodoDescription::parse(&d)
+                .map_err(push(&mut problems, "description"))
+                .ok();
+        }
+        Some(None) => push(&mut problems, "description")("must not be null"),
+        None => {}
+    }
+    match req.completed {
+        Some(Some(c)) => patch.completed = Some(c),
+        Some(None) => push(&mut problems, "completed")("must not be null"),
+        None => {}
     }
     match req.due_date {
         Some(Some(d)) => patch.due_date = parse_date("due_date", &d, &mut problems).map(Some),
@@ -273,7 +319,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, path = "/todos/{id}", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     id: Identity,

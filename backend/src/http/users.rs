@@ -17,17 +17,17 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Normalised (NFKC, trimmed, lower-case) before it is stored.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
 #[utoipa::path(post, path = "/auth/register", request_body = RegisterRequest,
     responses(
         (status = 201, body = User),
-        (status = 400, body = ErrorBody, description = "malformed JSON"),
         (status = 409, body = ErrorBody, description = "registration not possible with these details"),
-        (status = 422, body = ErrorBody, description = "invalid email or password"),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -71,7 +71,7 @@ fn field(name: &str, message: &str) -> FieldError {
 }
 
 #[utoipa::path(get, path = "/me",
-    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = User)))]
 pub async fn me(State(state): State<AppState>, id: Identity) -> Result<Json<User>, ApiError> {
     // A valid assertion for a user that no longer exists is treated as unauthenticated.
     let user = state

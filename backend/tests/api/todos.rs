@@ -98,6 +98,8 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
         (json!({"title": ""}), "title"),
         (json!({"title": "x", "due_date": "tomorrow"}), "due_date"),
         (json!({"title": "x".repeat(201)}), "title"),
+        // The documented maxLength counts the title as sent, spaces included.
+        (json!({"title": format!("{} ", "x".repeat(200))}), "title"),
     ] {
         let (s, b) = app.call(&u, "POST", "/todos", Some(body)).await;
         assert_error(s, &b, 422, "validation_failed");
@@ -111,7 +113,8 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
             Some(json!({"title": "x", "category_id": uuid::Uuid::new_v4()})),
         )
         .await;
-    assert_error(s, &b, 422, "validation_failed");
+    // Well formed, but the caller has no such category: a conflict with their data.
+    assert_error(s, &b, 409, "unknown_category");
     let (s, b) = app
         .call(
             &u,
@@ -135,6 +138,35 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
             "PATCH",
             "/todos/00000000-0000-0000-0000-000000000000",
             Some(json!({})),
+        )
+        .await;
+    assert_error(s, &b, 422, "validation_failed");
+    // `null` cannot remove a title, a description or the completion flag (the schema says so too).
+    let (_, t) = app
+        .call(&u, "POST", "/todos", Some(json!({"title": "keep"})))
+        .await;
+    let path = format!("/todos/{}", t["id"].as_str().unwrap());
+    for field in ["title", "description", "completed"] {
+        let (s, b) = app
+            .call(
+                &u,
+                "PATCH",
+                &path,
+                Some(json!({field: null, "due_date": null})),
+            )
+            .await;
+        assert_error(s, &b, 422, "validation_failed");
+        assert_eq!(b["error"]["details"][0]["field"], field, "{b}");
+    }
+    let (_, still) = app.call(&u, "GET", &path, None).await;
+    assert_eq!(still["title"], "keep");
+    // Only the hyphenated form of a category id is documented, so only it is accepted.
+    let (s, b) = app
+        .call(
+            &u,
+            "GET",
+            "/todos?category_id=00000000000000000000000000000000",
+            None,
         )
         .await;
     assert_error(s, &b, 422, "validation_failed");
@@ -170,7 +202,7 @@ async fn categories_form_a_tree_with_a_clear_delete_rule() {
             Some(json!({"parent_id": garden_id})),
         )
         .await;
-    assert_error(s, &b, 422, "validation_failed");
+    assert_error(s, &b, 409, "category_cycle");
     let (s, b) = app
         .call(&u, "DELETE", &format!("/categories/{home_id}"), None)
         .await;
@@ -226,5 +258,6 @@ async fn categories_form_a_tree_with_a_clear_delete_rule() {
             Some(json!({"name": "x", "parent_id": home_id})),
         )
         .await;
-    assert_error(s, &b, 422, "validation_failed");
+    // Another user's category is indistinguishable from one that does not exist.
+    assert_error(s, &b, 409, "unknown_category");
 }

@@ -287,6 +287,80 @@ async fn the_openapi_document_covers_every_route() {
         !paths.contains_key("/internal/credentials/verify"),
         "the proxy's internal route is not advertised"
     );
+
+    // Every reference resolves (generators and fuzzers cannot load an operation otherwise).
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&v, &mut all);
+    assert!(all.len() > 10, "{all:?}");
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(v["components"]["schemas"][name].is_object(), "dangling {r}");
+    }
+    // The list's parameters are query parameters, all optional.
+    for p in v["paths"]["/todos"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(
+            (p["in"].as_str(), p["required"].as_bool()),
+            (Some("query"), Some(false)),
+            "{p}"
+        );
+    }
+    // What the code enforces is in the schema.
+    let schemas = &v["components"]["schemas"];
+    let title = &schemas["CreateTodo"]["properties"]["title"];
+    assert_eq!(
+        (title["minLength"].as_u64(), title["maxLength"].as_u64()),
+        (Some(1), Some(200))
+    );
+    assert!(title["pattern"].is_string());
+    for patch in ["PatchTodo", "PatchCategory"] {
+        assert_eq!(schemas[patch]["minProperties"], 1, "{patch}");
+        assert!(schemas[patch].get("maxProperties").is_none(), "{patch}");
+    }
+    assert_eq!(
+        schemas["RegisterRequest"]["properties"]["password"]["minLength"],
+        8
+    );
+    // Every status an operation can answer is documented, with the security it needs.
+    assert_eq!(
+        v["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let statuses = op["responses"].as_object().unwrap();
+            let mut want = vec!["405", "429", "503"];
+            if path != "/auth/register" {
+                want.push("401");
+                assert_eq!(op["security"][0]["bearer"], json!([]), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                want.extend(["400", "413", "415", "422"]);
+            }
+            for status in want {
+                assert!(
+                    statuses.contains_key(status),
+                    "{method} {path}: no {status}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -332,6 +332,10 @@ fn default_health_interval() -> u64 {
 pub struct RawRoute {
     pub name: String,
     pub prefix: String,
+    /// Match `prefix` itself only, not the paths below it; an exact route wins over a prefix route
+    /// with the same prefix (so `/todos` and `/todos/{id}` can allow different methods).
+    #[serde(default)]
+    pub exact: bool,
     pub upstream: String,
     #[serde(default = "default_auth")]
     pub auth: String,
