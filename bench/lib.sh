@@ -14,11 +14,12 @@ wait_for() {
 }
 
 # start_backend: todo-backend (release) on free ports B (API) and BA (admin), SQLite in $work. Extra
-# TODO_BACKEND__* settings can be given as environment assignments before the call.
+# TODO_BACKEND__* settings can be given as environment assignments before the call; BACKEND_CONFIG
+# names another config file (default: the test profile), BACKEND_DB another database name.
 start_backend() {
   B=$(free_port); BA=$(free_port)
   TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-  TODO_BACKEND__DATABASE__URL="sqlite:$work/todo.db" TODO_BACKEND__LOG__FILTER=error \
-    target/release/todo-backend --config config/test/backend.toml & pids+=($!)
+  TODO_BACKEND__DATABASE__URL="sqlite:$work/${BACKEND_DB:-todo}.db" TODO_BACKEND__LOG__FILTER=error \
+    target/release/todo-backend --config "${BACKEND_CONFIG:-config/test/backend.toml}" & pids+=($!)
   wait_for "http://127.0.0.1:$BA/health/ready"
 }

@@ -138,6 +138,18 @@ fn single_header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     }
 }
 
+/// The assertion and the `X-User-Id` it must match, each present exactly once.
+fn asserted(parts: &Parts) -> Option<(&str, &str)> {
+    Some((
+        single_header(parts, ASSERTION_HEADER)?,
+        single_header(parts, USER_ID_HEADER)?,
+    ))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 /// The proxy itself, calling an internal route (the credential check) with a service assertion:
 /// `sub` and `X-User-Id` are [`SERVICE_SUBJECT`], signed like any assertion and bound to this
 /// method and path. Anyone else gets 404, as if the route did not exist, so the credential check is
@@ -149,22 +161,13 @@ impl FromRequestParts<AppState> for ProxyCall {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (Some(token), Some(SERVICE_SUBJECT)) = (
-            single_header(parts, ASSERTION_HEADER),
-            single_header(parts, USER_ID_HEADER),
-        ) else {
+        let Some((token, SERVICE_SUBJECT)) = asserted(parts) else {
             return Err(ApiError::NotFound);
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (method, path) = (parts.method.as_str(), parts.uri.path());
         state
             .verifier
-            .verify_claims(
-                token,
-                SERVICE_SUBJECT,
-                parts.method.as_str(),
-                parts.uri.path(),
-                now,
-            )
+            .verify_claims(token, SERVICE_SUBJECT, method, path, now())
             .map(|_| ProxyCall)
             .ok_or(ApiError::NotFound)
     }
@@ -174,16 +177,11 @@ impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (Some(token), Some(user_id)) = (
-            single_header(parts, ASSERTION_HEADER),
-            single_header(parts, USER_ID_HEADER),
-        ) else {
+        let Some((token, user_id)) = asserted(parts) else {
             return Err(ApiError::Unauthenticated);
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        state
-            .verifier
-            .verify(token, user_id, parts.method.as_str(), parts.uri.path(), now)
+        let (method, path) = (parts.method.as_str(), parts.uri.path());
+        state.verifier.verify(token, user_id, method, path, now())
     }
 }
 
