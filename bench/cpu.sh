@@ -18,6 +18,7 @@
 # Loopback only; every run is bounded by DURATION.
 #
 # Usage: bench/cpu.sh   (env: ROUNDS=3 DURATION=10s CONNECTIONS=32 PROXY_CPU=0 LOAD_CPU=1 TARGETS="…")
+#        PROFILE=edge-public TARGETS=edge-public bench/cpu.sh   (perf profile of one target instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-10s}" CONNECTIONS="${CONNECTIONS:-32}"
@@ -299,6 +300,26 @@ wrk_run() {
   to_us() { python3 -c 'import sys,re; v=sys.argv[1]; m=re.match(r"([\d.]+)(us|ms|s)",v); print(round(float(m[1])*{"us":1,"ms":1e3,"s":1e6}[m[2]],1))' "$1"; }
   echo "$req $rps $(to_us "$p50") $(to_us "$p99")"
 }
+
+if [ -n "${PROFILE:-}" ]; then
+  # Where the time goes: perf with DWARF call graphs on one target under the same load, then the
+  # functions by inclusive (children) and by self cost.
+  command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf; }
+  t=$PROFILE
+  data="${PROFILE_DATA:-$work/perf.data}"
+  perf record -q -F 2000 --call-graph dwarf,16384 -p "${PID[$t]}" -o "$data" -- sleep 6 &
+  rec=$!
+  sleep 0.5
+  wrk_run "$CONNECTIONS" "${URL[$t]}" "${SCRIPT[$t]}" >/dev/null
+  wait "$rec" || true
+  echo "--- inclusive cost (children) ---"
+  perf report -i "$data" --children --percent-limit 2 --stdio -g none --sort symbol 2>&1 |
+    grep -v '^#' | sed '/^$/d' | head -"${PROFILE_LINES:-60}" || true
+  echo "--- self cost ---"
+  perf report -i "$data" --no-children --percent-limit 0.7 --stdio -g none --sort symbol 2>&1 |
+    grep -v '^#' | sed '/^$/d' | head -"${PROFILE_LINES:-60}" || true
+  exit 0
+fi
 
 : > "$work/cpu"
 for r in $(seq 1 "$ROUNDS"); do

@@ -35,9 +35,11 @@ pub enum AccessLog {
 }
 
 impl AccessLog {
-    /// The access log on stdout, if `enabled`.
+    /// The access log on stdout, if `enabled`. The writer thread flushes after each burst it drains
+    /// from the channel, so under load one `write(2)` carries many lines instead of one each.
     pub fn new(enabled: bool, json: bool) -> Self {
-        Self::to_writer(enabled, json, std::io::stdout())
+        let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+        Self::to_writer(enabled, json, stdout)
     }
 
     /// The access log on `sink` (tests pass a buffer), if `enabled`.

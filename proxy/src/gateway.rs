@@ -702,7 +702,7 @@ impl Gateway {
 pub fn account_hash(account: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(account.as_bytes());
-    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&d[..8])
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -977,7 +977,7 @@ impl ProxyHttp for Gateway {
         }
         up.insert_header("x-forwarded-proto", "http")?;
         if let Some(trace) = &ctx.trace {
-            up.insert_header("traceparent", trace.to_string())?;
+            up.insert_header("traceparent", trace.as_str())?;
         }
         if let Some(host) = &ctx.host {
             up.insert_header("x-forwarded-host", host.as_str())?;

@@ -6,37 +6,48 @@ use std::fmt;
 
 use rand::RngCore as _;
 
+/// The `traceparent` sent upstream, built once per request: `00-<trace id>-<span id>-<flags>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent {
-    trace_id: String,
-    span_id: String,
-    flags: String,
+    header: String,
 }
+
+/// Where the parts sit in the header (`00-` + 32 + `-` + 16 + `-` + 2).
+const TRACE_ID: std::ops::Range<usize> = 3..35;
+const HEADER_LEN: usize = 55;
 
 fn hex(len: usize, s: &str) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    loop {
+/// `N` random bytes, never all zero (all-zero ids are invalid in W3C Trace Context).
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    while buf.iter().all(|b| *b == 0) {
         rand::rng().fill_bytes(&mut buf);
-        // All-zero ids are invalid in W3C Trace Context.
-        if buf.iter().any(|b| *b != 0) {
-            return buf.iter().map(|b| format!("{b:02x}")).collect();
-        }
+    }
+    buf
+}
+
+/// Appends `bytes` as lower-case hex (no allocation per byte).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 32];
+    let hex = &mut buf[..bytes.len() * 2];
+    if hex::encode_to_slice(bytes, hex).is_ok() {
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
     }
 }
 
 impl TraceParent {
-    /// Parses a `traceparent` value (version 00 layout; future versions are read the same way).
-    pub fn parse(v: &str) -> Option<(String, String)> {
-        let parts: Vec<&str> = v.trim().split('-').collect();
-        let (version, trace_id, parent, flags) = match parts.as_slice() {
-            [v, t, p, f] => (*v, *t, *p, *f),
-            [v, t, p, f, ..] if *v != "00" => (*v, *t, *p, *f),
-            _ => return None,
-        };
+    /// Parses a `traceparent` value (version 00 layout; future versions are read the same way):
+    /// the trace id and the flags of a valid one.
+    pub fn parse(v: &str) -> Option<(&str, &str)> {
+        let mut parts = v.trim().split('-');
+        let (version, trace_id, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() && version == "00" {
+            return None;
+        }
         let valid = hex(2, version)
             && version != "ff"
             && hex(32, trace_id)
@@ -44,29 +55,43 @@ impl TraceParent {
             && hex(16, parent)
             && parent.bytes().any(|b| b != b'0')
             && hex(2, flags);
-        valid.then(|| (trace_id.to_owned(), flags.to_owned()))
+        valid.then_some((trace_id, flags))
     }
 
     /// Continues the client's trace when its header is valid, else starts one (sampled).
     pub fn continue_or_start(incoming: Option<&str>) -> Self {
-        let (trace_id, flags) = incoming
-            .and_then(Self::parse)
-            .unwrap_or_else(|| (random_hex(16), "01".to_owned()));
-        Self {
-            trace_id,
-            span_id: random_hex(8),
-            flags,
-        }
+        let mut header = String::with_capacity(HEADER_LEN);
+        header.push_str("00-");
+        let flags = match incoming.and_then(Self::parse) {
+            Some((trace_id, flags)) => {
+                header.push_str(trace_id);
+                flags
+            }
+            None => {
+                push_hex(&mut header, &random_id::<16>());
+                "01"
+            }
+        };
+        header.push('-');
+        push_hex(&mut header, &random_id::<8>());
+        header.push('-');
+        header.push_str(flags);
+        Self { header }
     }
 
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        self.header.get(TRACE_ID).unwrap_or_default()
+    }
+
+    /// The header value for the upstream.
+    pub fn as_str(&self) -> &str {
+        &self.header
     }
 }
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+        f.write_str(&self.header)
     }
 }
 

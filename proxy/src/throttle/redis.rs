@@ -113,10 +113,7 @@ pub struct RedisAttemptStore {
 }
 
 fn hash(account: &str) -> String {
-    Sha256::digest(account.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(account.as_bytes()))
 }
 
 impl RedisAttemptStore {
