@@ -57,6 +57,9 @@ pub enum ProxyError {
     Internal,
 }
 
+/// Methods the proxy can ever forward; what a 405 for `TRACE` or `CONNECT` names in `Allow`.
+pub const FORWARDABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// Retry-After for 503s while the store is down (R-JWT-6).
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
@@ -137,7 +140,7 @@ impl ProxyError {
     pub fn for_parser_status(status: u16) -> Self {
         match status {
             405 => Self::MethodNotAllowed {
-                allow: crate::conn::canned::FORWARDABLE_METHODS.to_owned(),
+                allow: FORWARDABLE_METHODS.to_owned(),
             },
             408 => Self::RequestTimeout,
             414 => Self::UriTooLong,

@@ -97,7 +97,7 @@ impl Gateway {
         let method = session.req_header().method.clone();
         if method == Method::TRACE || method == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed {
-                allow: crate::conn::canned::FORWARDABLE_METHODS.into(),
+                allow: crate::error::FORWARDABLE_METHODS.into(),
             });
         }
         let path = session.req_header().uri.path().to_owned();
@@ -458,23 +458,7 @@ impl Gateway {
                 .await;
             return Err(ProxyError::BadGateway);
         };
-        let service = self
-            .asserter
-            .mint(
-                &self.pools[self.login_pool].name,
-                crate::identity::SERVICE_SUBJECT,
-                "",
-                &[],
-                &ctx.request_id,
-                "POST",
-                self.credentials.path(),
-                unix_now(),
-            )
-            .map_err(|error| {
-                tracing::error!(%error, "minting the service assertion failed");
-                ProxyError::Internal
-            });
-        let service = match service {
+        let service = match self.service_assertion(&ctx.request_id) {
             Ok(s) => s,
             Err(e) => {
                 let _ = self
@@ -539,6 +523,25 @@ impl Gateway {
                 Err(ProxyError::BadGateway)
             }
         }
+    }
+
+    /// The proxy's own assertion for the credential check (the upstream serves it to nobody else).
+    fn service_assertion(&self, request_id: &str) -> Result<String, ProxyError> {
+        self.asserter
+            .mint(
+                &self.pools[self.login_pool].name,
+                crate::identity::SERVICE_SUBJECT,
+                "",
+                &[],
+                request_id,
+                "POST",
+                self.credentials.path(),
+                unix_now(),
+            )
+            .map_err(|error| {
+                tracing::error!(%error, "minting the service assertion failed");
+                ProxyError::Internal
+            })
     }
 
     /// Records a login outcome and releases the in-flight lease; counts and logs lockouts and bans.

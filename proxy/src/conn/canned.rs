@@ -8,10 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use crate::error::ProxyError;
-
-/// Methods the proxy can ever forward; what a 405 for `TRACE` or `CONNECT` names in `Allow`.
-pub const FORWARDABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+use crate::error::{ProxyError, FORWARDABLE_METHODS};
 
 /// The answers, rendered once.
 #[derive(Debug)]
