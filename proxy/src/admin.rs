@@ -41,6 +41,48 @@ pub struct AdminState {
     /// External issuers by name, with how long their revocations are kept (their longest token
     /// lifetime plus leeway).
     pub issuers: Arc<std::collections::HashMap<String, i64>>,
+    /// The public listener (pingora binds it when the server runs, after this listener exists).
+    pub public_listener: Arc<PublicListener>,
+}
+
+/// Whether the public listener accepts connections yet. The admin listener is bound at build time and
+/// pingora binds the public one when the server starts, so for a moment `/readyz` could say 200 for a
+/// proxy that refuses connections. It is checked with a connect until that first succeeds.
+#[derive(Debug)]
+pub struct PublicListener {
+    addr: std::net::SocketAddr,
+    bound: std::sync::atomic::AtomicBool,
+}
+
+impl PublicListener {
+    pub fn new(listen: std::net::SocketAddr) -> Self {
+        // A wildcard listen address is reached on loopback.
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        Self {
+            addr: std::net::SocketAddr::new(ip, listen.port()),
+            bound: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// True once a connection to the public listener has succeeded.
+    pub async fn accepting(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.bound.load(Ordering::Acquire) {
+            return true;
+        }
+        let connected =
+            tokio::time::timeout(READY_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
+                .await
+                .is_ok_and(|c| c.is_ok());
+        if connected {
+            self.bound.store(true, Ordering::Release);
+        }
+        connected
+    }
 }
 
 impl AdminState {
@@ -90,12 +132,13 @@ fn json_error(status: StatusCode, code: &str) -> Response {
         .into_response()
 }
 
-/// DESIGN.md 7.1: ready means the config is loaded and the store answers. Upstream health is
+/// DESIGN.md 7.1: ready means the config is loaded, the public listener accepts and the store answers. Upstream health is
 /// reported (body and `edge_proxy_upstream_healthy_peers`) but never makes the proxy unready: one
 /// dead service behind a shared proxy must not take the proxy out of rotation for all the others.
 async fn ready(State(s): State<AdminState>) -> Response {
     let store = tokio::time::timeout(READY_TIMEOUT, s.sessions.ping()).await;
     let store_ok = matches!(store, Ok(Ok(())));
+    let listening = s.public_listener.accepting().await;
     let mut upstreams = serde_json::Map::new();
     for pool in s.pools.iter() {
         let healthy = pool.healthy_peers();
@@ -105,12 +148,14 @@ async fn ready(State(s): State<AdminState>) -> Response {
             serde_json::json!({ "healthy_peers": healthy, "peers": pool.peers() }),
         );
     }
+    let ready = store_ok && listening;
     let body = serde_json::json!({
-        "status": if store_ok { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "store": if store_ok { "ok" } else { "unreachable" },
+        "listener": if listening { "accepting" } else { "not_bound" },
         "upstreams": upstreams,
     });
-    let status = if store_ok {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -372,5 +417,27 @@ impl BackgroundService for AdminService {
         {
             tracing::error!(%error, "admin listener failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_public_listener_counts_only_once_it_accepts() {
+        // A port nobody listens on yet: not ready.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let public = PublicListener::new(addr);
+        assert!(!public.accepting().await, "nothing listens yet");
+        // Bound: ready from then on, without connecting again.
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        assert!(public.accepting().await);
+        drop(listener);
+        assert!(public.accepting().await, "remembered once seen");
+        let wildcard = PublicListener::new("0.0.0.0:8080".parse().unwrap());
+        assert_eq!(wildcard.addr, "127.0.0.1:8080".parse().unwrap());
     }
 }

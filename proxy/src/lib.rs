@@ -231,6 +231,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
                 .map(|i| (i.name.clone(), i.max_lifetime + 60))
                 .collect(),
         ),
+        public_listener: Arc::new(admin::PublicListener::new(config.listen)),
     };
     server.add_service(pingora::services::background::background_service(
         "admin",
