@@ -170,7 +170,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn alerts_and_dashboard_only_use_metrics_the_services_export() {
     let read = |p: &str| std::fs::read_to_string(root().join(p)).unwrap();
-    let exported: BTreeSet<String> = metric_names(&read("proxy/src/metrics.rs"))
+    let exported: BTreeSet<String> = metric_names(&read("proxy/src/obs/metrics.rs"))
         .union(&metric_names(&read("backend/src/metrics.rs")))
         .cloned()
         .collect();

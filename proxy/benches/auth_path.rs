@@ -15,12 +15,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use edge_proxy::auth::TokenService;
-use edge_proxy::config::{IdentityConfig, JwtConfig};
-use edge_proxy::identity::Asserter;
-use edge_proxy::issuers::{Issuer, IssuerConfig, JwksSource, Verifier};
-use edge_proxy::keys::{OwnKey, SigningAlg};
-use edge_proxy::session::{MemorySessionStore, RedisSessionStore, SessionStore};
+use edge_proxy::clock::{Clock as _, SystemClock, UnixSecs};
+use edge_proxy::session::{MemorySessionStore, RedisSessionStore, SessionStore, TokenRef};
+use edge_proxy::tokens::assertion::{Asserter, IdentityConfig, Subject};
+use edge_proxy::tokens::issuer::{Issuer, IssuerConfig, JwksSource};
+use edge_proxy::tokens::keys::{OwnKey, SigningAlg};
+use edge_proxy::tokens::own::{JwtConfig, TokenService};
+use edge_proxy::tokens::Verifier;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{SecretBox, SecretString};
 
@@ -33,8 +34,8 @@ fn jwt_config(algorithm: SigningAlg, key: OwnKey) -> JwtConfig {
         previous: None,
         issuer: "edge-proxy".into(),
         audience: "edge-proxy".into(),
-        lifetime: Duration::from_secs(900),
-        leeway: Duration::from_secs(30),
+        lifetime_secs: 900,
+        leeway_secs: 30,
         realm: "edge-proxy".into(),
     }
 }
@@ -54,8 +55,8 @@ fn ed_key(seed: u8) -> OwnKey {
     )
 }
 
-fn now() -> i64 {
-    edge_proxy::gateway::unix_now()
+fn now() -> UnixSecs {
+    SystemClock.now()
 }
 
 /// An issuer with a JWKS file holding `jwk`, behind the dispatching verifier.
@@ -66,7 +67,7 @@ fn external_verifier(jwk: serde_json::Value, alg: Algorithm) -> (Verifier, tempf
     let config = IssuerConfig {
         name: "idp".into(),
         iss: "https://idp.example".into(),
-        source: JwksSource::File(path),
+        source: JwksSource::file(path, &[alg]).unwrap(),
         audiences: vec!["edge-proxy".into()],
         algorithms: vec![alg],
         rfc9068: true,
@@ -77,16 +78,19 @@ fn external_verifier(jwk: serde_json::Value, alg: Algorithm) -> (Verifier, tempf
         &["issuer", "result"],
     )
     .unwrap();
-    let issuer = Arc::new(Issuer::new(config, fetches).unwrap());
+    let issuer = Arc::new(Issuer::new(config, fetches, Arc::new(SystemClock)).unwrap());
     let own = TokenService::from_config(&jwt_config(SigningAlg::Hs256, hs_key()));
-    (Verifier::new(own, vec![issuer], 30), dir)
+    (
+        Verifier::new(Arc::new(own), vec![issuer], Duration::from_secs(30)),
+        dir,
+    )
 }
 
 fn external_token(alg: Algorithm, key: &EncodingKey) -> String {
     let mut h = Header::new(alg);
     h.typ = Some("at+jwt".into());
     h.kid = Some("e1".into());
-    let t = now();
+    let t = now().get();
     let claims = serde_json::json!({
         "iss": "https://idp.example", "aud": "edge-proxy", "sub": "alice", "jti": "j-1",
         "iat": t, "exp": t + 3000, "email": "alice@idp.example", "roles": ["reader"],
@@ -155,18 +159,26 @@ fn store_lookup(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("session_status");
     let t = now();
+    let j42 = TokenRef {
+        jti: "j42",
+        sub: "u42",
+        iat: t,
+    };
     let memory = MemorySessionStore::new();
     rt.block_on(async {
         for i in 0..10_000 {
-            memory
-                .insert(&format!("j{i}"), &format!("u{i}"), t + 900, t)
-                .await
-                .unwrap();
+            let (jti, sub) = (format!("j{i}"), format!("u{i}"));
+            let token = TokenRef {
+                jti: &jti,
+                sub: &sub,
+                iat: t,
+            };
+            memory.insert(&token, t + 900, t).await.unwrap();
         }
     });
     g.bench_function("memory_10k_sessions", |b| {
         b.to_async(&rt)
-            .iter(|| async { memory.status("j42", "u42", t, now()).await.unwrap() })
+            .iter(|| async { memory.status(&j42, now()).await.unwrap() })
     });
     if let Ok(url) = std::env::var("REDIS_URL") {
         let prefix = format!("bench-{}:", uuid::Uuid::new_v4().simple());
@@ -176,10 +188,10 @@ fn store_lookup(c: &mut Criterion) {
             Duration::from_secs(2),
         )
         .unwrap();
-        rt.block_on(redis.insert("j42", "u42", t + 900, t)).unwrap();
+        rt.block_on(redis.insert(&j42, t + 900, t)).unwrap();
         g.bench_function("redis_loopback", |b| {
             b.to_async(&rt)
-                .iter(|| async { redis.status("j42", "u42", t, now()).await.unwrap() })
+                .iter(|| async { redis.status(&j42, now()).await.unwrap() })
         });
         rt.block_on(async {
             let client = redis::Client::open(url.as_str()).unwrap();
@@ -211,19 +223,21 @@ fn assertion_signing(c: &mut Criterion) {
             algorithm,
             key,
             issuer: "edge-proxy".into(),
-            lifetime: Duration::from_secs(60),
+            lifetime_secs: 60,
         });
         let roles = vec!["user".to_owned()];
         g.bench_function(name, |b| {
             b.iter(|| {
                 a.mint(
-                    "todo",
-                    "5f0c6a47-2f7e-4a57-9a51-1f3b8c1d2e4f",
-                    "a@example.com",
-                    &roles,
-                    "jti-1",
-                    "GET",
-                    "/todos",
+                    &Subject {
+                        audience: "todo",
+                        sub: "5f0c6a47-2f7e-4a57-9a51-1f3b8c1d2e4f",
+                        email: "a@example.com",
+                        roles: &roles,
+                        jti: "jti-1",
+                        method: "GET",
+                        path: "/todos",
+                    },
                     now(),
                 )
                 .unwrap()

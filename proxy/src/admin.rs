@@ -2,26 +2,30 @@
 //! and the admin API, which needs `Authorization: Bearer <admin token>`. It runs as a pingora background
 //! service so it starts and stops with the proxy. Every admin action is logged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
-use crate::gateway::{account_hash, unix_now, unix_now_ms};
-use crate::login::normalise_account;
-use crate::metrics::Metrics;
+use crate::clock::SharedClock;
+use crate::http::upstream::Pool;
+use crate::login::credentials::normalise_account;
+use crate::login::flow::account_hash;
+use crate::obs::metrics::Metrics;
 use crate::session::SessionStore;
 use crate::throttle::AttemptStore;
-use crate::upstream::Pool;
 
 pub mod client;
 
@@ -32,7 +36,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminState {
     pub sessions: Arc<dyn SessionStore>,
     pub attempts: Arc<dyn AttemptStore>,
-    pub pools: Arc<Vec<Pool>>,
+    pub pools: Arc<Vec<Arc<Pool>>>,
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token: compared in constant time, never kept in the clear here.
     pub token_digest: [u8; 32],
@@ -43,6 +47,7 @@ pub struct AdminState {
     pub issuers: Arc<std::collections::HashMap<String, i64>>,
     /// The public listener (pingora binds it when the server runs, after this listener exists).
     pub public_listener: Arc<PublicListener>,
+    pub clock: SharedClock,
 }
 
 /// Whether the public listener accepts connections yet. The admin listener is bound at build time and
@@ -100,13 +105,7 @@ impl AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    let admin = Router::new()
         .route("/admin/accounts/{email}", get(account_status))
         .route("/admin/accounts/{email}/unlock", post(unlock))
         .route("/admin/users/{user_id}/revoke-all", post(revoke_all))
@@ -119,8 +118,31 @@ pub fn router(state: AdminState) -> Router {
             "/admin/issuers/{issuer}/tokens/{jti}/revoke",
             post(revoke_external_token),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(admin)
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found") })
         .with_state(state)
+}
+
+/// Every `/admin/*` route needs the admin token; a refusal is logged with the route's template
+/// (never its parameters, which may be an email address).
+async fn require_admin(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    if authorised(&s, request.headers()) {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("-", MatchedPath::as_str);
+    tracing::warn!(%route, "admin request refused: bad admin token");
+    unauthorised()
 }
 
 fn json_error(status: StatusCode, code: &str) -> Response {
@@ -189,11 +211,7 @@ fn authorised(s: &AdminState, headers: &HeaderMap) -> bool {
         return false;
     };
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    digest
-        .iter()
-        .zip(s.token_digest.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    digest.ct_eq(&s.token_digest).into()
 }
 
 fn unauthorised() -> Response {
@@ -213,21 +231,11 @@ fn store_down(error: &crate::store::StoreError) -> Response {
     r
 }
 
-async fn revoke_all(
-    State(s): State<AdminState>,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(
-            action = "revoke-all",
-            "admin request refused: bad admin token"
-        );
-        return unauthorised();
-    }
+async fn revoke_all(State(s): State<AdminState>, Path(user_id): Path<String>) -> Response {
+    let now = s.clock.now();
     match s
         .sessions
-        .revoke_all(&user_id, unix_now(), s.max_token_lifetime)
+        .revoke_all(&user_id, now + s.max_token_lifetime, now)
         .await
     {
         Ok(()) => {
@@ -238,18 +246,7 @@ async fn revoke_all(
     }
 }
 
-async fn revoke_token(
-    State(s): State<AdminState>,
-    Path(jti): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(
-            action = "revoke-token",
-            "admin request refused: bad admin token"
-        );
-        return unauthorised();
-    }
+async fn revoke_token(State(s): State<AdminState>, Path(jti): Path<String>) -> Response {
     match s.sessions.revoke_jti(&jti).await {
         Ok(was_live) => {
             tracing::info!(action = "revoke-token", %jti, was_live, "admin: token revoked");
@@ -264,20 +261,12 @@ async fn revoke_token(
 async fn revoke_external_user(
     State(s): State<AdminState>,
     Path((issuer, sub)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(
-            action = "revoke-external-user",
-            "admin request refused: bad admin token"
-        );
-        return unauthorised();
-    }
     let Some(keep) = s.issuers.get(&issuer) else {
         return json_error(StatusCode::NOT_FOUND, "unknown_issuer");
     };
-    let now = unix_now();
-    match s.sessions.deny_user(&issuer, &sub, now, now + keep).await {
+    let now = s.clock.now();
+    match s.sessions.deny_user(&issuer, &sub, now + *keep, now).await {
         Ok(()) => {
             tracing::info!(action = "revoke-external-user", %issuer, user = %sub, "admin: all tokens of the external user revoked");
             StatusCode::NO_CONTENT.into_response()
@@ -291,20 +280,12 @@ async fn revoke_external_user(
 async fn revoke_external_token(
     State(s): State<AdminState>,
     Path((issuer, jti)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(
-            action = "revoke-external-token",
-            "admin request refused: bad admin token"
-        );
-        return unauthorised();
-    }
     let Some(keep) = s.issuers.get(&issuer) else {
         return json_error(StatusCode::NOT_FOUND, "unknown_issuer");
     };
-    let now = unix_now();
-    match s.sessions.deny(&issuer, &jti, now + keep, now).await {
+    let now = s.clock.now();
+    match s.sessions.deny(&issuer, &jti, now + *keep, now).await {
         Ok(()) => {
             tracing::info!(action = "revoke-external-token", %issuer, %jti, "admin: external token revoked");
             StatusCode::NO_CONTENT.into_response()
@@ -314,20 +295,9 @@ async fn revoke_external_token(
 }
 
 /// `GET /admin/accounts/{email}`: the account's throttle state (R-LOGIN-4).
-async fn account_status(
-    State(s): State<AdminState>,
-    Path(email): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(
-            action = "account-status",
-            "admin request refused: bad admin token"
-        );
-        return unauthorised();
-    }
+async fn account_status(State(s): State<AdminState>, Path(email): Path<String>) -> Response {
     let account = normalise_account(&email);
-    let now = unix_now_ms();
+    let now = s.clock.now_ms().get();
     match s.attempts.account(&account, now).await {
         Ok(state) => {
             tracing::info!(action = "account-status", account = %account_hash(&account), "admin: account state read");
@@ -351,15 +321,7 @@ async fn account_status(
 
 /// `POST /admin/accounts/{email}/unlock`: clears every throttle state of the account; 204 whether or
 /// not there was any (R-LOGIN-4).
-async fn unlock(
-    State(s): State<AdminState>,
-    Path(email): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorised(&s, &headers) {
-        tracing::warn!(action = "unlock", "admin request refused: bad admin token");
-        return unauthorised();
-    }
+async fn unlock(State(s): State<AdminState>, Path(email): Path<String>) -> Response {
     let account = normalise_account(&email);
     match s.attempts.unlock(&account).await {
         Ok(()) => {
@@ -389,12 +351,7 @@ impl AdminService {
 #[async_trait]
 impl BackgroundService for AdminService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(std_listener) = self
-            .listener
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        else {
+        let Some(std_listener) = self.listener.lock().take() else {
             return;
         };
         let listener = match std_listener

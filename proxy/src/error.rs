@@ -58,10 +58,10 @@ pub enum ProxyError {
 }
 
 /// Methods the proxy can ever forward; what a 405 for `TRACE` or `CONNECT` names in `Allow`.
-pub const FORWARDABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+pub(crate) const FORWARDABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Retry-After for 503s while the store is down (R-JWT-6).
-pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+pub(crate) const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// What to send: status, extra headers (beyond content type and cache control) and the JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,32 +29,26 @@ use anyhow::Context as _;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
-pub mod access_log;
 pub mod admin;
-pub mod auth;
+pub mod clock;
 pub mod config;
-pub mod conn;
-pub mod context;
-pub mod cors;
-pub mod error;
-pub mod framing;
-pub mod gateway;
-pub mod identity;
-pub mod issuers;
-pub mod keys;
-pub mod login;
-pub mod metrics;
-pub mod routing;
+pub(crate) mod error;
+pub(crate) mod gateway;
+pub(crate) mod http;
+pub(crate) mod login;
+pub(crate) mod obs;
+pub(crate) mod policy;
+pub mod raw;
 pub mod session;
 pub mod store;
 pub mod throttle;
-pub mod trace;
-pub mod upstream;
+pub mod tokens;
 
 pub use config::Config;
-pub use gateway::Gateway;
 
+use crate::clock::SharedClock;
 use crate::config::StoreBackend;
+use crate::gateway::Gateway;
 use crate::session::{MemorySessionStore, RedisSessionStore, SessionStore};
 use crate::throttle::{AttemptStore, MemoryAttemptStore, RedisAttemptStore};
 
@@ -132,6 +126,11 @@ pub fn build(config: Config) -> anyhow::Result<EdgeProxy> {
 
 /// Like [`build`] with stores the caller made (tests share them between proxies).
 pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeProxy> {
+    build_with(config, stores, clock::system())
+}
+
+/// Like [`build_with_stores`] on `clock` (tests move time instead of sleeping).
+pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow::Result<EdgeProxy> {
     let Stores { sessions, attempts } = stores;
     let mut conf = ServerConf {
         threads: config.server.threads,
@@ -144,61 +143,92 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(metrics::Metrics::new().context("registering metrics")?);
-    let mut pools = Vec::new();
+    let metrics = Arc::new(obs::metrics::Metrics::new().context("registering metrics")?);
+    let mut pools = std::collections::HashMap::new();
     for u in &config.upstreams {
-        let (pool, health) = upstream::Pool::from_config(u)?;
+        let (pool, health) = http::upstream::Pool::from_config(u)?;
         server.add_service(health);
-        pools.push(pool);
+        pools.insert(u.name.clone(), Arc::new(pool));
     }
-    let pools = Arc::new(pools);
-    let pool_index = |name: &str| pools.iter().position(|p| p.name == name);
-    let routes = routing::RouteTable::from_config(&config.routes, pool_index);
-    let login_pool = pool_index(&config.sessions.upstream)
-        .context("the sessions upstream is not a configured pool")?;
+    let pool = |name: &str| {
+        pools
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no upstream pool named `{name}`"))
+    };
+    let routes = policy::routing::RouteTable::new(
+        config
+            .routes
+            .iter()
+            .map(|r| Ok(r.clone().with_pool(pool(&r.upstream)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    let login_pool = pool(&config.sessions.upstream).context("the sessions upstream")?;
 
     let external = config
         .issuers
         .iter()
         .map(|issuer| {
-            issuers::Issuer::new(issuer.clone(), metrics.jwks_fetches.clone())
-                .map(Arc::new)
-                .with_context(|| format!("preparing issuer `{}`", issuer.name))
+            tokens::issuer::Issuer::new(
+                issuer.clone(),
+                metrics.jwks_fetches.clone(),
+                Arc::clone(&clock),
+            )
+            .map(Arc::new)
+            .with_context(|| format!("preparing issuer `{}`", issuer.name))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let own = Arc::new(tokens::own::TokenService::from_config(&config.jwt));
+    let verifier = Arc::new(tokens::Verifier::new(
+        Arc::clone(&own),
+        external,
+        std::time::Duration::from_secs(config.jwt.leeway_secs.unsigned_abs()),
+    ));
+    let asserter = Arc::new(tokens::assertion::Asserter::from_config(&config.identity));
+    let authn = Arc::new(tokens::authn::Authenticator::new(
+        Arc::clone(&verifier),
+        Arc::clone(&sessions),
+        Arc::clone(&metrics),
+    ));
     let gateway = Gateway {
         routes,
-        pools: Arc::clone(&pools),
-        tokens: issuers::Verifier::new(
-            auth::TokenService::from_config(&config.jwt),
-            external,
-            i64::try_from(config.jwt.leeway.as_secs()).unwrap_or(30),
-        ),
-        sessions: Arc::clone(&sessions),
-        attempts: Arc::clone(&attempts),
-        check_permits: tokio::sync::Semaphore::new(config.max_concurrent_checks),
-        asserter: identity::Asserter::from_config(&config.identity),
-        credentials: login::CredentialClient::new(
-            &config.sessions.verify_path,
-            config.sessions.verify_timeout,
-        )
-        .context("building the credential-check client")?,
-        login_pool,
+        login: login::flow::LoginFlow {
+            own: Arc::clone(&own),
+            sessions: Arc::clone(&sessions),
+            attempts: Arc::clone(&attempts),
+            check_permits: tokio::sync::Semaphore::new(config.max_concurrent_checks),
+            asserter: Arc::clone(&asserter),
+            credentials: login::credentials::CredentialClient::new(
+                &config.sessions.verify_path,
+                config.sessions.verify_timeout,
+            )
+            .context("building the credential-check client")?,
+            peers: login_pool,
+            metrics: Arc::clone(&metrics),
+        },
+        logout: login::logout::Logout {
+            own_lifetime_secs: own.lifetime_secs(),
+            sessions: Arc::clone(&sessions),
+            metrics: Arc::clone(&metrics),
+        },
+        authn,
+        asserter,
         paths: config.sessions.clone(),
         realm: config.jwt.realm.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: Arc::clone(&metrics),
         keepalive_idle: config.server.keepalive_idle,
-        access_log: access_log::AccessLog::new(
+        access_log: obs::access_log::AccessLog::new(
             config.access_log,
             config.log_format == config::LogFormat::Json,
         ),
         request_metrics: config.request_metrics,
         body_timeouts: config.body_timeouts,
         security_headers: Arc::new(config.security_headers.clone()),
+        clock: Arc::clone(&clock),
     };
 
-    let app = conn::EdgeApp::new(
+    let app = http::conn::EdgeApp::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
         config.connections.clone(),
         &metrics.connections_refused,
@@ -217,13 +247,10 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
     let admin_state = admin::AdminState {
         sessions,
         attempts,
-        pools,
+        pools: Arc::new(pools.into_values().collect()),
         metrics,
         token_digest: admin::AdminState::token_digest(&config.admin.token),
-        max_token_lifetime: i64::try_from(
-            config.jwt.lifetime.as_secs() + config.jwt.leeway.as_secs(),
-        )
-        .unwrap_or(i64::MAX),
+        max_token_lifetime: config.jwt.lifetime_secs + config.jwt.leeway_secs,
         issuers: Arc::new(
             config
                 .issuers
@@ -232,6 +259,7 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
                 .collect(),
         ),
         public_listener: Arc::new(admin::PublicListener::new(config.listen)),
+        clock,
     };
     server.add_service(pingora::services::background::background_service(
         "admin",

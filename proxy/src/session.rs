@@ -6,6 +6,8 @@
 
 use async_trait::async_trait;
 
+use crate::clock::UnixSecs;
+
 mod memory;
 mod redis;
 
@@ -22,22 +24,38 @@ pub enum SessionStatus {
     Revoked,
 }
 
+/// The parts of a token the store looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRef<'a> {
+    pub jti: &'a str,
+    pub sub: &'a str,
+    /// Compared with the user's revoke-all time.
+    pub iat: UnixSecs,
+}
+
+/// Store methods take the current time last, and times as [`UnixSecs`], so units and order cannot
+/// be mixed up.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Records a freshly minted token; it expires from the store at `exp` (unix seconds).
-    async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError>;
+    /// Records a freshly minted token; it expires from the store at `exp`.
+    async fn insert(
+        &self,
+        token: &TokenRef<'_>,
+        exp: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError>;
     /// Is this token still honoured? `iat` is compared with the user's revoke-all time.
     async fn status(
         &self,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        now: i64,
+        token: &TokenRef<'_>,
+        now: UnixSecs,
     ) -> Result<SessionStatus, StoreError>;
     /// Revokes one token (logout). Idempotent.
     async fn revoke(&self, jti: &str, sub: &str) -> Result<(), StoreError>;
-    /// Revokes every token of `sub` and refuses any issued before `now` for `max_lifetime` seconds.
-    async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError>;
+    /// Revokes every token of `sub` and refuses any issued before `now`, remembered until `until`
+    /// (at least the longest token lifetime from now).
+    async fn revoke_all(&self, sub: &str, until: UnixSecs, now: UnixSecs)
+        -> Result<(), StoreError>;
     /// Revokes a token by `jti` alone (admin); returns whether it was live.
     async fn revoke_jti(&self, jti: &str) -> Result<bool, StoreError>;
     /// Is this token of external issuer `issuer` still honoured? External tokens are not recorded at
@@ -46,13 +64,17 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn external_status(
         &self,
         issuer: &str,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        now: i64,
+        token: &TokenRef<'_>,
+        now: UnixSecs,
     ) -> Result<SessionStatus, StoreError>;
     /// Denies one external token until `until` (at least its `exp`). Idempotent.
-    async fn deny(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), StoreError>;
+    async fn deny(
+        &self,
+        issuer: &str,
+        jti: &str,
+        until: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError>;
     /// Refuses every token of external user `sub` issued at or before `now` (second resolution:
     /// external tokens have no allowlist entry to delete, so the revoking second itself is refused
     /// too), remembered until `until`.
@@ -60,8 +82,8 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         issuer: &str,
         sub: &str,
-        now: i64,
-        until: i64,
+        until: UnixSecs,
+        now: UnixSecs,
     ) -> Result<(), StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;

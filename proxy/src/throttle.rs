@@ -13,6 +13,7 @@
 
 use async_trait::async_trait;
 
+use crate::raw::RawLogin;
 use crate::store::StoreError;
 
 mod memory;
@@ -221,6 +222,68 @@ pub fn retry_after_secs(ms: i64) -> u64 {
 /// The minute index of `now_ms`, for the global failure counters.
 pub fn minute(now_ms: i64) -> i64 {
     now_ms.div_euclid(60_000)
+}
+
+/// Upper bound of `login.max_failures`: NIST SP 800-63B 5.2.2 and ASVS V2.2.1 allow at most 100.
+pub const MAX_LOGIN_FAILURES: u32 = 100;
+
+impl ThrottlePolicy {
+    /// Validates `[login]` (problems joined into one message).
+    pub fn from_raw(l: &RawLogin) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        if l.backoff_after == 0 {
+            problems.push("login.backoff_after: must be at least 1".to_owned());
+        }
+        if l.max_failures == 0 || l.max_failures > MAX_LOGIN_FAILURES {
+            problems.push(format!(
+                "login.max_failures: must be between 1 and {MAX_LOGIN_FAILURES}"
+            ));
+        }
+        if l.max_failures < l.backoff_after {
+            problems.push("login.max_failures: must not be below login.backoff_after".to_owned());
+        }
+        for (key, v) in [
+            ("login.backoff_base_seconds", l.backoff_base_seconds),
+            ("login.max_wait_seconds", l.max_wait_seconds),
+            ("login.failure_reset_seconds", l.failure_reset_seconds),
+            ("login.inflight_lease_ms", l.inflight_lease_ms),
+            ("login.ip.window_seconds", l.ip.window_seconds),
+            ("login.ip.ban_seconds", l.ip.ban_seconds),
+        ] {
+            if v == 0 {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if l.max_wait_seconds < l.backoff_base_seconds {
+            problems.push(
+                "login.max_wait_seconds: must not be below login.backoff_base_seconds".to_owned(),
+            );
+        }
+        if l.ip.max_failures == 0
+            || l.ip.rate_per_minute == 0
+            || l.global.attack_threshold_per_minute == 0
+        {
+            problems.push("login.ip.max_failures, login.ip.rate_per_minute and login.global.attack_threshold_per_minute: must be at least 1".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Ok(Self {
+            backoff_after: l.backoff_after,
+            backoff_base_ms: ms(l.backoff_base_seconds),
+            max_wait_ms: ms(l.max_wait_seconds),
+            max_failures: l.max_failures,
+            permanent_lock: l.permanent_lock,
+            failure_reset_ms: ms(l.failure_reset_seconds),
+            inflight_lease_ms: i64::try_from(l.inflight_lease_ms).unwrap_or(i64::MAX),
+            ip_max_failures: l.ip.max_failures,
+            ip_window_ms: ms(l.ip.window_seconds),
+            ip_ban_ms: ms(l.ip.ban_seconds),
+            ip_rate_per_minute: l.ip.rate_per_minute,
+            attack_threshold_per_minute: l.global.attack_threshold_per_minute,
+        })
+    }
 }
 
 #[async_trait]

@@ -3,11 +3,12 @@
 //! stays bounded by the number of live tokens without a background task.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
-use super::{SessionStatus, SessionStore, StoreError};
+use super::{SessionStatus, SessionStore, StoreError, TokenRef};
+use crate::clock::UnixSecs;
 
 /// Inserts between two sweeps of expired entries; amortises the O(n) sweep to O(1) per insert.
 const SWEEP_EVERY: u64 = 1024;
@@ -64,12 +65,8 @@ impl MemorySessionStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that grants
-        // access (every write is a single insert/remove), so recover the guard.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Live entries (tests check that memory does not grow without bound).
@@ -84,7 +81,13 @@ impl MemorySessionStore {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
-    async fn insert(&self, jti: &str, sub: &str, exp: i64, now: i64) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        token: &TokenRef<'_>,
+        exp: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError> {
+        let (jti, sub, exp, now) = (token.jti, token.sub, exp.get(), now.get());
         let mut s = self.lock();
         s.inserts += 1;
         if s.inserts.is_multiple_of(SWEEP_EVERY) {
@@ -100,11 +103,10 @@ impl SessionStore for MemorySessionStore {
 
     async fn status(
         &self,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        now: i64,
+        token: &TokenRef<'_>,
+        now: UnixSecs,
     ) -> Result<SessionStatus, StoreError> {
+        let (jti, sub, iat, now) = (token.jti, token.sub, token.iat.get(), now.get());
         let s = self.lock();
         let live = s
             .tokens
@@ -129,14 +131,19 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError> {
+    async fn revoke_all(
+        &self,
+        sub: &str,
+        until: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError> {
         let mut s = self.lock();
         if let Some(jtis) = s.by_user.remove(sub) {
             for j in jtis {
                 s.tokens.remove(&j);
             }
         }
-        s.user_nbf.insert(sub.to_owned(), (now, now + max_lifetime));
+        s.user_nbf.insert(sub.to_owned(), (now.get(), until.get()));
         Ok(())
     }
 
@@ -152,11 +159,10 @@ impl SessionStore for MemorySessionStore {
     async fn external_status(
         &self,
         issuer: &str,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        now: i64,
+        token: &TokenRef<'_>,
+        now: UnixSecs,
     ) -> Result<SessionStatus, StoreError> {
+        let (jti, sub, iat, now) = (token.jti, token.sub, token.iat.get(), now.get());
         let s = self.lock();
         let denied = s
             .denied
@@ -173,7 +179,14 @@ impl SessionStore for MemorySessionStore {
         })
     }
 
-    async fn deny(&self, issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), StoreError> {
+    async fn deny(
+        &self,
+        issuer: &str,
+        jti: &str,
+        until: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError> {
+        let (until, now) = (until.get(), now.get());
         let mut s = self.lock();
         s.inserts += 1;
         if s.inserts.is_multiple_of(SWEEP_EVERY) {
@@ -191,12 +204,14 @@ impl SessionStore for MemorySessionStore {
         &self,
         issuer: &str,
         sub: &str,
-        now: i64,
-        until: i64,
+        until: UnixSecs,
+        now: UnixSecs,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        s.external_nbf
-            .insert((issuer.to_owned(), sub.to_owned()), (now, until));
+        s.external_nbf.insert(
+            (issuer.to_owned(), sub.to_owned()),
+            (now.get(), until.get()),
+        );
         Ok(())
     }
 

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use redis::Script;
 use secrecy::SecretString;
 
-use super::{SessionStatus, SessionStore, StoreError};
+use super::{SessionStatus, SessionStore, StoreError, TokenRef};
+use crate::clock::UnixSecs;
 use crate::store::RedisConnector;
 
 const INSERT: &str = r"
@@ -119,7 +120,13 @@ impl RedisSessionStore {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
-    async fn insert(&self, jti: &str, sub: &str, exp: i64, _now: i64) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        token: &TokenRef<'_>,
+        exp: UnixSecs,
+        _now: UnixSecs,
+    ) -> Result<(), StoreError> {
+        let (jti, sub, exp) = (token.jti, token.sub, exp.get());
         let mut c = self.redis.conn().await?;
         let mut inv = self.insert.key(self.jti_key(jti));
         inv.key(self.user_key(sub)).arg(sub).arg(exp).arg(jti);
@@ -129,11 +136,10 @@ impl SessionStore for RedisSessionStore {
 
     async fn status(
         &self,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        _now: i64,
+        token: &TokenRef<'_>,
+        _now: UnixSecs,
     ) -> Result<SessionStatus, StoreError> {
+        let (jti, sub, iat) = (token.jti, token.sub, token.iat.get());
         let (owner, nbf): (Option<String>, Option<i64>) =
             self.mget2(self.jti_key(jti), self.nbf_key(sub)).await?;
         let live = owner.as_deref() == Some(sub);
@@ -153,13 +159,18 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
-    async fn revoke_all(&self, sub: &str, now: i64, max_lifetime: i64) -> Result<(), StoreError> {
+    async fn revoke_all(
+        &self,
+        sub: &str,
+        until: UnixSecs,
+        now: UnixSecs,
+    ) -> Result<(), StoreError> {
         let mut c = self.redis.conn().await?;
         let mut inv = self.revoke_all.key(self.user_key(sub));
         inv.key(self.nbf_key(sub))
             .arg(format!("{}jwt:jti:", self.prefix))
-            .arg(now)
-            .arg(now + max_lifetime);
+            .arg(now.get())
+            .arg(until.get());
         self.redis.within(inv.invoke_async::<i64>(&mut c)).await?;
         Ok(())
     }
@@ -175,11 +186,10 @@ impl SessionStore for RedisSessionStore {
     async fn external_status(
         &self,
         issuer: &str,
-        jti: &str,
-        sub: &str,
-        iat: i64,
-        _now: i64,
+        token: &TokenRef<'_>,
+        _now: UnixSecs,
     ) -> Result<SessionStatus, StoreError> {
+        let (jti, sub, iat) = (token.jti, token.sub, token.iat.get());
         let (denied, nbf): (Option<i64>, Option<i64>) = self
             .mget2(
                 self.deny_key(issuer, jti),
@@ -193,7 +203,14 @@ impl SessionStore for RedisSessionStore {
         })
     }
 
-    async fn deny(&self, issuer: &str, jti: &str, until: i64, _now: i64) -> Result<(), StoreError> {
+    async fn deny(
+        &self,
+        issuer: &str,
+        jti: &str,
+        until: UnixSecs,
+        _now: UnixSecs,
+    ) -> Result<(), StoreError> {
+        let until = until.get();
         let mut c = self.redis.conn().await?;
         // `GT` only ever extends an existing entry (a second, longer revocation wins).
         let mut pipe = redis::pipe();
@@ -217,9 +234,10 @@ impl SessionStore for RedisSessionStore {
         &self,
         issuer: &str,
         sub: &str,
-        now: i64,
-        until: i64,
+        until: UnixSecs,
+        now: UnixSecs,
     ) -> Result<(), StoreError> {
+        let (until, now) = (until.get(), now.get());
         let mut c = self.redis.conn().await?;
         self.redis
             .within(

@@ -140,7 +140,7 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
         .unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.set_audience(&["todo"]);
-    let a = jsonwebtoken::decode::<edge_proxy::identity::AssertionClaims>(
+    let a = jsonwebtoken::decode::<edge_proxy::tokens::assertion::AssertionClaims>(
         authed["x-identity-assertion"].to_str().unwrap(),
         &jsonwebtoken::DecodingKey::from_secret(&key),
         &v,
@@ -162,9 +162,9 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
         .unwrap();
     assert_eq!(
         check.headers["x-user-id"],
-        edge_proxy::identity::SERVICE_SUBJECT
+        edge_proxy::tokens::assertion::SERVICE_SUBJECT
     );
-    let service = jsonwebtoken::decode::<edge_proxy::identity::AssertionClaims>(
+    let service = jsonwebtoken::decode::<edge_proxy::tokens::assertion::AssertionClaims>(
         check.headers["x-identity-assertion"].to_str().unwrap(),
         &jsonwebtoken::DecodingKey::from_secret(&key),
         &v,

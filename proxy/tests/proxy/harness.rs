@@ -200,6 +200,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub client: reqwest::Client,
+    /// The proxy's clock: tests move time with `clock.advance` instead of sleeping.
+    pub clock: Arc<edge_proxy::clock::OffsetClock>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -234,7 +236,8 @@ impl TestProxy {
             Some(s) => s,
             None => Stores::from_config(&cfg).unwrap(),
         };
-        let proxy = edge_proxy::build_with_stores(cfg, stores).expect("proxy builds");
+        let clock = edge_proxy::clock::OffsetClock::new();
+        let proxy = edge_proxy::build_with(cfg, stores, clock.clone()).expect("proxy builds");
         let (addr, admin) = (proxy.listen_addr(), proxy.admin_addr());
         let (stop, rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
@@ -252,6 +255,7 @@ impl TestProxy {
             addr,
             admin,
             client: reqwest::Client::new(),
+            clock,
             stop,
             thread: Some(thread),
         }

@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::harness::{TestProxy, TestUpstream, ADMIN_TOKEN, JWT_KEY};
 
 fn now() -> i64 {
-    edge_proxy::gateway::unix_now()
+    use edge_proxy::clock::Clock as _;
+    edge_proxy::clock::SystemClock.now().get()
 }
 
 fn key(seed: u8) -> SigningKey {
@@ -371,14 +372,16 @@ async fn jwks_fetch_failures_fail_closed_and_redirects_are_not_followed() {
             "x".repeat(70_000)
         );
     }
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    // Past the initial retry interval (5 s) on the proxy's clock.
+    p.clock.advance(Duration::from_millis(5100));
     assert_eq!(p.get("/todos", Some(&token)).await.status(), 503);
     assert_eq!(jwks.fetches(), 2);
     assert!(up.forwarded().is_empty(), "nothing forwarded on a guess");
 
     // The issuer recovers: the next attempt (after the retry interval) loads the keys.
     jwks.serve_keys(&[jwk(&idp, "k1")]);
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    // Past the initial retry interval (5 s) on the proxy's clock.
+    p.clock.advance(Duration::from_millis(5100));
     assert_eq!(p.get("/todos", Some(&token)).await.status(), 200);
     assert_eq!(
         p.get("/public/x", None).await.status(),
@@ -443,8 +446,12 @@ async fn external_tokens_are_revoked_by_logout_and_by_admin_revoke_all() {
         404
     );
     // Tokens the issuer mints after the revoke-all work again (the not-before rule, not a ban).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a3 = sign(&idp, Some("k1"), "at+jwt", &ext_claims("alice", "v-4"));
+    p.clock.advance(Duration::from_millis(1100));
+    let mut later = ext_claims("alice", "v-4");
+    let t = edge_proxy::clock::Clock::now(&*p.clock).get();
+    later["iat"] = t.into();
+    later["exp"] = (t + 600).into();
+    let a3 = sign(&idp, Some("k1"), "at+jwt", &later);
     assert_eq!(status_of(&p, &a3).await, 200);
 }
 
@@ -511,10 +518,13 @@ async fn eddsa_own_tokens_rotate_with_a_grace_key_and_publish_a_jwks() {
         "iss": "edge-proxy", "aud": "edge-proxy", "sub": sub, "email": "carol@example.com",
         "roles": ["user"], "iat": t, "nbf": t, "exp": t + 900, "jti": "minted-before-rotation",
     });
-    sessions
-        .insert("minted-before-rotation", &sub, t + 900, t)
-        .await
-        .unwrap();
+    let at = edge_proxy::clock::UnixSecs(t);
+    let token = edge_proxy::session::TokenRef {
+        jti: "minted-before-rotation",
+        sub: &sub,
+        iat: at,
+    };
+    sessions.insert(&token, at + 900, at).await.unwrap();
     let before = sign(&old, Some("k1"), "at+jwt", &claims);
     assert_eq!(status_of(&p, &before).await, 200);
     let unknown = sign(&key(13), Some("k3"), "at+jwt", &claims);

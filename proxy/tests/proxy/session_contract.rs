@@ -3,59 +3,72 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_proxy::session::{MemorySessionStore, RedisSessionStore, SessionStatus, SessionStore};
+use edge_proxy::clock::{Clock as _, SystemClock, UnixSecs};
+use edge_proxy::session::{
+    MemorySessionStore, RedisSessionStore, SessionStatus, SessionStore, TokenRef,
+};
 use secrecy::SecretString;
 
 use crate::harness::{redis_url, RedisPrefix};
 
-const NOW: i64 = 1_900_000_000;
+const NOW: UnixSecs = UnixSecs(1_900_000_000);
 
-async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
+fn t<'a>(jti: &'a str, sub: &'a str, iat: UnixSecs) -> TokenRef<'a> {
+    TokenRef { jti, sub, iat }
+}
+
+async fn check_session_store(s: Arc<dyn SessionStore>, now: UnixSecs) {
     use SessionStatus::{Active, Revoked};
     s.ping().await.unwrap();
     let exp = now + 900;
-    s.insert("j1", "alice", exp, now).await.unwrap();
-    s.insert("j2", "alice", exp, now).await.unwrap();
-    s.insert("j3", "bob", exp, now).await.unwrap();
-    assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Active);
+    s.insert(&t("j1", "alice", now), exp, now).await.unwrap();
+    s.insert(&t("j2", "alice", now), exp, now).await.unwrap();
+    s.insert(&t("j3", "bob", now), exp, now).await.unwrap();
+    assert_eq!(s.status(&t("j1", "alice", now), now).await.unwrap(), Active);
     assert_eq!(
-        s.status("j1", "bob", now, now).await.unwrap(),
+        s.status(&t("j1", "bob", now), now).await.unwrap(),
         Revoked,
         "bound to its sub"
     );
     assert_eq!(
-        s.status("unknown", "alice", now, now).await.unwrap(),
+        s.status(&t("unknown", "alice", now), now).await.unwrap(),
         Revoked
     );
 
     // Logout revokes one token, idempotently; others stay valid.
     s.revoke("j1", "alice").await.unwrap();
     s.revoke("j1", "alice").await.unwrap();
-    assert_eq!(s.status("j1", "alice", now, now).await.unwrap(), Revoked);
-    assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Active);
+    assert_eq!(
+        s.status(&t("j1", "alice", now), now).await.unwrap(),
+        Revoked
+    );
+    assert_eq!(s.status(&t("j2", "alice", now), now).await.unwrap(), Active);
     s.revoke("j3", "alice").await.unwrap();
     assert_eq!(
-        s.status("j3", "bob", now, now).await.unwrap(),
+        s.status(&t("j3", "bob", now), now).await.unwrap(),
         Active,
         "cannot revoke another user's token"
     );
 
     // Revoke-all: every token of the user, and any token issued before it.
-    s.revoke_all("alice", now, 960).await.unwrap();
-    assert_eq!(s.status("j2", "alice", now, now).await.unwrap(), Revoked);
-    s.insert("j4", "alice", exp, now).await.unwrap();
+    s.revoke_all("alice", now + 960, now).await.unwrap();
     assert_eq!(
-        s.status("j4", "alice", now - 1, now).await.unwrap(),
+        s.status(&t("j2", "alice", now), now).await.unwrap(),
+        Revoked
+    );
+    s.insert(&t("j4", "alice", now), exp, now).await.unwrap();
+    assert_eq!(
+        s.status(&t("j4", "alice", now - 1), now).await.unwrap(),
         Revoked,
         "issued before revoke-all"
     );
     assert_eq!(
-        s.status("j4", "alice", now, now).await.unwrap(),
+        s.status(&t("j4", "alice", now), now).await.unwrap(),
         Active,
         "issued at or after revoke-all"
     );
     assert_eq!(
-        s.status("j3", "bob", now, now).await.unwrap(),
+        s.status(&t("j3", "bob", now), now).await.unwrap(),
         Active,
         "other users untouched"
     );
@@ -63,12 +76,16 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
     // Admin revoke by jti.
     assert!(s.revoke_jti("j3").await.unwrap());
     assert!(!s.revoke_jti("j3").await.unwrap());
-    assert_eq!(s.status("j3", "bob", now, now).await.unwrap(), Revoked);
+    assert_eq!(s.status(&t("j3", "bob", now), now).await.unwrap(), Revoked);
 
     // External tokens: a denylist per issuer, by jti and by the user's revoke-all time.
-    let ext = |jti: &'static str, sub: &'static str, iat: i64| {
+    let ext = |jti: &'static str, sub: &'static str, iat: UnixSecs| {
         let s = Arc::clone(&s);
-        async move { s.external_status("idp", jti, sub, iat, now).await.unwrap() }
+        async move {
+            s.external_status("idp", &t(jti, sub, iat), now)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(
         ext("e1", "carol", now).await,
@@ -80,18 +97,18 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
     assert_eq!(ext("e1", "carol", now).await, Revoked);
     assert_eq!(ext("e2", "carol", now).await, Active);
     assert_eq!(
-        s.external_status("other-idp", "e1", "carol", now, now)
+        s.external_status("other-idp", &t("e1", "carol", now), now)
             .await
             .unwrap(),
         Active,
         "denylists are per issuer"
     );
     assert_eq!(
-        s.status("e1", "carol", now, now).await.unwrap(),
+        s.status(&t("e1", "carol", now), now).await.unwrap(),
         Revoked,
         "a denied external jti is never on the own allowlist"
     );
-    s.deny_user("idp", "carol", now, now + 3660).await.unwrap();
+    s.deny_user("idp", "carol", now + 3660, now).await.unwrap();
     assert_eq!(ext("e3", "carol", now - 1).await, Revoked, "issued before");
     assert_eq!(
         ext("e3", "carol", now).await,
@@ -105,7 +122,7 @@ async fn check_session_store(s: Arc<dyn SessionStore>, now: i64) {
         "other users untouched"
     );
     assert_eq!(
-        s.status("j4", "carol", now - 1, now).await.unwrap(),
+        s.status(&t("j4", "carol", now - 1), now).await.unwrap(),
         Revoked,
         "unknown own jti stays refused"
     );
@@ -119,15 +136,19 @@ async fn memory_store_meets_the_session_contract() {
 #[tokio::test]
 async fn memory_store_forgets_expired_tokens() {
     let s = MemorySessionStore::new();
-    s.insert("old", "u", NOW + 10, NOW).await.unwrap();
+    s.insert(&t("old", "u", NOW), NOW + 10, NOW).await.unwrap();
     assert_eq!(
-        s.status("old", "u", NOW, NOW + 11).await.unwrap(),
+        s.status(&t("old", "u", NOW), NOW + 11).await.unwrap(),
         SessionStatus::Revoked
     );
     for i in 0..1024 {
-        s.insert(&format!("j{i}"), "u", NOW + 1000 + 10, NOW + 1000)
-            .await
-            .unwrap();
+        s.insert(
+            &t(&format!("j{i}"), "u", NOW + 1000),
+            NOW + 1000 + 10,
+            NOW + 1000,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(s.len(), 1024, "the expired entry was swept, live ones kept");
 }
@@ -143,7 +164,7 @@ async fn redis_store_meets_the_session_contract_and_keys_expire_with_tokens() {
     )
     .unwrap();
     // Redis expires keys on its own clock, so the contract runs at the real time.
-    let now = edge_proxy::gateway::unix_now();
+    let now = SystemClock.now();
     check_session_store(Arc::new(store), now).await;
 
     let mut c = redis::Client::open(url.as_str())
@@ -193,7 +214,7 @@ async fn an_unreachable_redis_is_reported_unavailable_within_the_timeout() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    assert!(store.status("j", "u", NOW, NOW).await.is_err());
+    assert!(store.status(&t("j", "u", NOW), NOW).await.is_err());
     assert!(store.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -46,7 +46,7 @@ async fn backoff_starts_at_the_third_failure_and_refuses_even_the_right_password
         "the credential check was not called while blocked"
     );
     // After the block: the 4th failure doubles it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    p.clock.advance(Duration::from_millis(1100));
     assert_eq!(attempt(&p, "ann@example.com", "wrong").await.0, 401);
     let (s, retry, _) = attempt(&p, "ann@example.com", PASSWORD).await;
     assert_eq!((s, retry.as_deref()), (429, Some("2")));

@@ -200,7 +200,10 @@ async fn check_ip_rate(s: Arc<dyn AttemptStore>, t0: i64) {
 
 #[tokio::test]
 async fn memory_attempt_store_meets_the_contract() {
-    let now = edge_proxy::gateway::unix_now_ms();
+    let now = {
+        use edge_proxy::clock::Clock as _;
+        edge_proxy::clock::SystemClock.now_ms().get()
+    };
     check_attempt_store(Arc::new(MemoryAttemptStore::new(policy())), now).await;
     check_ip_rate(Arc::new(MemoryAttemptStore::new(policy())), now).await;
 }
@@ -220,7 +223,10 @@ async fn redis_attempt_store_meets_the_contract() {
             .unwrap(),
         )
     };
-    let now = edge_proxy::gateway::unix_now_ms();
+    let now = {
+        use edge_proxy::clock::Clock as _;
+        edge_proxy::clock::SystemClock.now_ms().get()
+    };
     check_attempt_store(store(guard.prefix.clone()), now).await;
     check_ip_rate(store(format!("{}rate:", guard.prefix)), now).await;
 

@@ -36,7 +36,8 @@ fn forge(header: &str, payload: &str, key: &[u8]) -> String {
 }
 
 fn now() -> i64 {
-    edge_proxy::gateway::unix_now()
+    use edge_proxy::clock::Clock as _;
+    edge_proxy::clock::SystemClock.now().get()
 }
 
 fn claims(sub: &str, iat: i64, exp: i64, extra: &str) -> String {

@@ -18,15 +18,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::auth::{
-    check_times, decode_claims, split_compact, AccessClaims, AuthError, TokenService,
+use crate::clock::{SharedClock, UnixMillis, UnixSecs};
+use crate::raw::RawIssuer;
+use crate::tokens::own::{
+    check_times, decode_claims, AccessClaims, AuthError, MAX_TOKEN_LIFETIME_SECS,
 };
 
 /// JWKS fetch limits (R-JWT-9).
@@ -44,12 +48,22 @@ const MAX_RSA_BITS: usize = 8192;
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
-    File(PathBuf),
+    /// A file, read once when the config is validated.
+    File { path: PathBuf, keys: Arc<KeySet> },
     Url {
         url: reqwest::Url,
         /// Extra trusted CA certificates (PEM), for an issuer behind a private CA.
         ca_pem: Option<Vec<u8>>,
     },
+}
+
+impl JwksSource {
+    /// A JWKS file, read and parsed now.
+    pub fn file(path: PathBuf, algorithms: &[Algorithm]) -> Result<Self, String> {
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let keys = Arc::new(parse_jwks(&bytes, algorithms)?);
+        Ok(Self::File { path, keys })
+    }
 }
 
 /// A validated `[[issuers]]` entry.
@@ -66,11 +80,7 @@ pub struct IssuerConfig {
 
 impl IssuerConfig {
     /// Checks one `[[issuers]]` entry; every problem names its key.
-    pub fn from_raw(
-        i: usize,
-        raw: &crate::config::raw::RawIssuer,
-        base_dir: &Path,
-    ) -> Result<Self, Vec<String>> {
+    pub fn from_raw(i: usize, raw: &RawIssuer, base_dir: &Path) -> Result<Self, Vec<String>> {
         let key = format!("issuers[{i}]");
         let mut problems = Vec::new();
         if raw.name.is_empty()
@@ -109,14 +119,6 @@ impl IssuerConfig {
                 "{key}.algorithms: at least one algorithm is required"
             ));
         }
-        if raw.max_lifetime_seconds == 0
-            || raw.max_lifetime_seconds > crate::config::MAX_TOKEN_LIFETIME_SECS
-        {
-            problems.push(format!(
-                "{key}.max_lifetime_seconds: must be between 1 and {}",
-                crate::config::MAX_TOKEN_LIFETIME_SECS
-            ));
-        }
         let source = if raw.jwks.starts_with("https://") {
             let ca_pem = raw.jwks_ca_file.as_ref().and_then(|f| {
                 std::fs::read(base_dir.join(f))
@@ -153,41 +155,55 @@ impl IssuerConfig {
                     "{key}.jwks_ca_file: only applies to an https jwks URL"
                 ));
             }
-            Some(JwksSource::File(base_dir.join(&raw.jwks)))
+            let path = base_dir.join(&raw.jwks);
+            match std::fs::read(&path) {
+                Ok(bytes) => match parse_jwks(&bytes, &algorithms) {
+                    Ok(set) if set.rejected.is_empty() && !set.keys.is_empty() => {
+                        Some(JwksSource::File {
+                            path,
+                            keys: Arc::new(set),
+                        })
+                    }
+                    Ok(set) if set.keys.is_empty() && set.rejected.is_empty() => {
+                        problems.push(format!("{key}.jwks: `{}` holds no keys", path.display()));
+                        None
+                    }
+                    Ok(set) => {
+                        problems.extend(
+                            set.rejected
+                                .iter()
+                                .map(|r| format!("{key}.jwks: `{}`: {r}", path.display())),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        problems.push(format!("{key}.jwks: `{}`: {e}", path.display()));
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.push(format!("{key}.jwks: cannot read `{}`: {e}", path.display()));
+                    None
+                }
+            }
         };
-        let config = source.map(|source| Self {
+        let max_lifetime = i64::try_from(raw.max_lifetime_seconds)
+            .ok()
+            .filter(|l| (1..=MAX_TOKEN_LIFETIME_SECS).contains(l));
+        if max_lifetime.is_none() {
+            problems.push(format!(
+                "{key}.max_lifetime_seconds: must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"
+            ));
+        }
+        let config = source.zip(max_lifetime).map(|(source, max_lifetime)| Self {
             name: raw.name.clone(),
             iss: raw.iss.clone(),
             source,
             audiences: raw.audiences.clone(),
             algorithms,
             rfc9068: raw.rfc9068,
-            max_lifetime: i64::try_from(raw.max_lifetime_seconds).unwrap_or(3600),
+            max_lifetime,
         });
-        if let Some(Self {
-            source: JwksSource::File(path),
-            algorithms,
-            ..
-        }) = &config
-        {
-            match std::fs::read(path) {
-                Ok(bytes) => match parse_jwks(&bytes, algorithms) {
-                    Ok(set) if set.rejected.is_empty() && !set.keys.is_empty() => {}
-                    Ok(set) if set.keys.is_empty() && set.rejected.is_empty() => {
-                        problems.push(format!("{key}.jwks: `{}` holds no keys", path.display()));
-                    }
-                    Ok(set) => problems.extend(
-                        set.rejected
-                            .iter()
-                            .map(|r| format!("{key}.jwks: `{}`: {r}", path.display())),
-                    ),
-                    Err(e) => problems.push(format!("{key}.jwks: `{}`: {e}", path.display())),
-                },
-                Err(e) => {
-                    problems.push(format!("{key}.jwks: cannot read `{}`: {e}", path.display()))
-                }
-            }
-        }
         match config {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(problems),
@@ -208,6 +224,15 @@ struct ExtKey {
 pub struct KeySet {
     keys: Vec<ExtKey>,
     pub rejected: Vec<String>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.keys.len())
+            .field("rejected", &self.rejected)
+            .finish()
+    }
 }
 
 impl KeySet {
@@ -438,10 +463,10 @@ impl From<AuthError> for VerifyFailure {
 /// Mutable state of an issuer's key set.
 struct Cached {
     keys: Option<Arc<KeySet>>,
-    fresh_until: Instant,
-    last_attempt: Option<Instant>,
+    fresh_until: UnixMillis,
+    last_attempt: Option<UnixMillis>,
     /// Last refetch caused by an unknown `kid` (rate-limited on its own, R-JWT-9).
-    last_kid_refetch: Option<Instant>,
+    last_kid_refetch: Option<UnixMillis>,
 }
 
 /// One external issuer at run time.
@@ -453,10 +478,15 @@ pub struct Issuer {
     refreshing: AtomicBool,
     client: Option<reqwest::Client>,
     fetches: prometheus::IntCounterVec,
+    clock: SharedClock,
 }
 
 impl Issuer {
-    pub fn new(config: IssuerConfig, fetches: prometheus::IntCounterVec) -> anyhow::Result<Self> {
+    pub fn new(
+        config: IssuerConfig,
+        fetches: prometheus::IntCounterVec,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let validations = config
             .algorithms
             .iter()
@@ -471,11 +501,7 @@ impl Issuer {
             })
             .collect();
         let (client, keys) = match &config.source {
-            JwksSource::File(path) => {
-                let bytes = std::fs::read(path)?;
-                let set = parse_jwks(&bytes, &config.algorithms).map_err(anyhow::Error::msg)?;
-                (None, Some(Arc::new(set)))
-            }
+            JwksSource::File { keys, .. } => (None, Some(Arc::clone(keys))),
             JwksSource::Url { ca_pem, .. } => {
                 let mut builder = reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
@@ -496,7 +522,7 @@ impl Issuer {
             validations,
             cached: RwLock::new(Cached {
                 keys,
-                fresh_until: Instant::now() + MAX_CACHE * 365,
+                fresh_until: UnixMillis(i64::MAX),
                 last_attempt: None,
                 last_kid_refetch: None,
             }),
@@ -504,17 +530,20 @@ impl Issuer {
             refreshing: AtomicBool::new(false),
             client,
             fetches,
+            clock,
         })
     }
 
-    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, Option<Instant>) {
-        let c = self
-            .cached
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Time since `t` on the issuer's clock.
+    fn since(&self, t: UnixMillis) -> Duration {
+        Duration::from_millis(u64::try_from(self.clock.now_ms().get() - t.get()).unwrap_or(0))
+    }
+
+    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, Option<UnixMillis>) {
+        let c = self.cached.read();
         (
             c.keys.clone(),
-            Instant::now() >= c.fresh_until,
+            self.clock.now_ms() >= c.fresh_until,
             c.last_attempt,
         )
     }
@@ -525,14 +554,8 @@ impl Issuer {
         else {
             return;
         };
-        let started = Instant::now();
-        {
-            let mut c = self
-                .cached
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            c.last_attempt = Some(started);
-        }
+        let started = self.clock.now_ms();
+        self.cached.write().last_attempt = Some(started);
         let result = fetch_jwks(client, url.clone(), &self.config.algorithms).await;
         let label = match &result {
             Ok(_) => "ok",
@@ -547,12 +570,9 @@ impl Issuer {
                     tracing::warn!(issuer = %self.config.name, "JWKS {r}");
                 }
                 tracing::info!(issuer = %self.config.name, keys = set.len(), cache_seconds = lifetime.as_secs(), "JWKS fetched");
-                let mut c = self
-                    .cached
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut c = self.cached.write();
                 c.keys = Some(Arc::new(set));
-                c.fresh_until = started + lifetime;
+                c.fresh_until = started.after(lifetime);
             }
             Err(error) => {
                 tracing::warn!(issuer = %self.config.name, %error, "JWKS fetch failed; keeping the previous keys");
@@ -564,7 +584,7 @@ impl Issuer {
     async fn fetch_at_most_every(&self, min_interval: Duration) {
         let _guard = self.fetch_lock.lock().await;
         let (_, _, last) = self.snapshot();
-        if last.is_some_and(|t| t.elapsed() < min_interval) {
+        if last.is_some_and(|t| self.since(t) < min_interval) {
             return;
         }
         self.fetch().await;
@@ -575,16 +595,14 @@ impl Issuer {
     async fn refetch_for_unknown_kid(&self) {
         let _guard = self.fetch_lock.lock().await;
         {
-            let mut c = self
-                .cached
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = self.clock.now_ms();
+            let mut c = self.cached.write();
             if c.last_kid_refetch
-                .is_some_and(|t| t.elapsed() < UNKNOWN_KID_REFETCH)
+                .is_some_and(|t| self.since(t) < UNKNOWN_KID_REFETCH)
             {
                 return;
             }
-            c.last_kid_refetch = Some(Instant::now());
+            c.last_kid_refetch = Some(now);
         }
         self.fetch().await;
     }
@@ -615,9 +633,10 @@ impl Issuer {
         self: &Arc<Self>,
         token: &str,
         header_json: &[u8],
-        now: i64,
+        now: UnixSecs,
         leeway: i64,
     ) -> Result<AccessClaims, VerifyFailure> {
+        let now = now.get();
         let header: ExternalHeader =
             serde_json::from_slice(header_json).map_err(|_| AuthError::BadHeader)?;
         if header.crit.is_some() {
@@ -716,72 +735,6 @@ async fn fetch_jwks(
     Ok((set, lifetime))
 }
 
-/// The issuer named by a token's (not yet verified) payload; only used to pick the verifier.
-fn claimed_issuer(token: &str) -> Result<String, AuthError> {
-    #[derive(Deserialize)]
-    struct IssOnly {
-        iss: String,
-    }
-    let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| AuthError::Malformed)?;
-    serde_json::from_slice::<IssOnly>(&bytes)
-        .map(|p| p.iss)
-        .map_err(|_| AuthError::BadClaims)
-}
-
-/// Who verified a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenOrigin {
-    Own,
-    /// Index into `Verifier::issuers`.
-    External(usize),
-}
-
-/// Every token goes through here: own tokens to `TokenService`, external ones to their issuer.
-pub struct Verifier {
-    pub own: TokenService,
-    pub issuers: Vec<Arc<Issuer>>,
-    leeway: i64,
-}
-
-impl Verifier {
-    pub fn new(own: TokenService, issuers: Vec<Arc<Issuer>>, leeway: i64) -> Self {
-        Self {
-            own,
-            issuers,
-            leeway,
-        }
-    }
-
-    pub async fn verify(
-        &self,
-        token: &str,
-        now: i64,
-    ) -> Result<(AccessClaims, TokenOrigin), VerifyFailure> {
-        if self.issuers.is_empty() {
-            return Ok((self.own.verify(token, now)?, TokenOrigin::Own));
-        }
-        let header = split_compact(token)?;
-        let iss = claimed_issuer(token)?;
-        if iss == self.own.issuer() {
-            return Ok((
-                self.own.verify_split(token, &header, now)?,
-                TokenOrigin::Own,
-            ));
-        }
-        let (i, issuer) = self
-            .issuers
-            .iter()
-            .enumerate()
-            .find(|(_, issuer)| issuer.config.iss == iss)
-            .ok_or(AuthError::BadSignature)?;
-        let claims = issuer.verify(token, &header, now, self.leeway).await?;
-        Ok((claims, TokenOrigin::External(i)))
-    }
-}
-
 /// A URL as config errors may show it: scheme and host only, so credentials, paths and query
 /// parameters (which may hold secrets) never reach a log.
 fn url_for_errors(raw: &str) -> String {
@@ -802,7 +755,7 @@ fn url_for_errors(raw: &str) -> String {
 mod tests {
     use super::*;
 
-    fn raw_issuer(jwks: &str) -> crate::config::raw::RawIssuer {
+    fn raw_issuer(jwks: &str) -> crate::raw::RawIssuer {
         toml::from_str(&format!(
             "name = \"idp\"\niss = \"https://idp.example\"\njwks = \"{jwks}\"\naudiences = [\"api\"]"
         ))

@@ -361,15 +361,16 @@ pub struct RawCors {
     pub max_age_seconds: u32,
 }
 
-fn default_cors_headers() -> Vec<String> {
-    crate::cors::DEFAULT_ALLOW_HEADERS
-        .iter()
-        .map(|h| (*h).to_owned())
-        .collect()
+/// `Access-Control-Allow-Headers` when a policy lists none.
+pub fn default_cors_headers() -> Vec<String> {
+    vec!["authorization".to_owned(), "content-type".to_owned()]
 }
 
+/// Default `Access-Control-Max-Age` (R-CORS-3).
+pub const DEFAULT_CORS_MAX_AGE_SECS: u32 = 600;
+
 fn default_cors_max_age() -> u32 {
-    crate::cors::DEFAULT_MAX_AGE_SECS
+    DEFAULT_CORS_MAX_AGE_SECS
 }
 
 fn default_auth() -> String {

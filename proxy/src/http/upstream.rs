@@ -10,7 +10,61 @@ use pingora::lb::selection::RoundRobin;
 use pingora::lb::{health_check::TcpHealthCheck, LoadBalancer};
 use pingora::services::background::{background_service, GenBackgroundService};
 
-use crate::config::UpstreamConfig;
+use settings::Problems;
+
+use crate::raw::RawUpstream;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `host:port`; host names are resolved once at start-up.
+    pub peers: Vec<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub health_check_interval: Duration,
+}
+
+impl UpstreamConfig {
+    /// Validates `[upstreams.<name>]`, pushing every problem.
+    pub fn from_raw(name: &str, u: &RawUpstream, p: &mut Problems) -> Self {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            p.push(format!("upstreams.{name}: use letters, digits, `-` and `_` in upstream names (they are metric labels)"));
+        }
+        if u.peers.is_empty() {
+            p.push(format!(
+                "upstreams.{name}.peers: at least one peer is required"
+            ));
+        }
+        for peer in &u.peers {
+            if !valid_peer(peer) {
+                p.push(format!("upstreams.{name}.peers: `{peer}` is not host:port"));
+            }
+        }
+        if u.connect_timeout_ms == 0 || u.read_timeout_ms == 0 || u.health_check_interval_ms == 0 {
+            p.push(format!(
+                "upstreams.{name}: timeouts and the health-check interval must be greater than 0"
+            ));
+        }
+        UpstreamConfig {
+            name: name.to_owned(),
+            peers: u.peers.clone(),
+            connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+            read_timeout: Duration::from_millis(u.read_timeout_ms),
+            health_check_interval: Duration::from_millis(u.health_check_interval_ms),
+        }
+    }
+}
+
+fn valid_peer(peer: &str) -> bool {
+    let Some((host, port)) = peer.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
 
 /// How many peers `select` may skip over looking for a healthy one.
 const MAX_SELECT_ITERATIONS: usize = 256;
@@ -20,6 +74,24 @@ pub struct Pool {
     lb: Arc<LoadBalancer<RoundRobin>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::login::flow::PeerSource for Pool {
+    fn select(&self) -> Option<SocketAddr> {
+        Pool::select(self)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Pool {

@@ -12,7 +12,7 @@ use crate::error::{ProxyError, FORWARDABLE_METHODS};
 
 /// The answers, rendered once.
 #[derive(Debug)]
-pub struct CannedAnswers {
+pub(crate) struct CannedAnswers {
     security: Vec<(http::HeaderName, http::HeaderValue)>,
     head_timeout: Box<[u8]>,
     too_many_connections: Box<[u8]>,
@@ -21,7 +21,7 @@ pub struct CannedAnswers {
 }
 
 impl CannedAnswers {
-    pub fn new(security: &[(http::HeaderName, http::HeaderValue)]) -> Self {
+    pub(crate) fn new(security: &[(http::HeaderName, http::HeaderValue)]) -> Self {
         Self {
             security: security.to_vec(),
             head_timeout: render(&ProxyError::RequestTimeout, security).into(),
@@ -32,17 +32,17 @@ impl CannedAnswers {
     }
 
     /// `408 request_timeout`: the head did not arrive within the deadline.
-    pub fn head_timeout(&self) -> &[u8] {
+    pub(crate) fn head_timeout(&self) -> &[u8] {
         &self.head_timeout
     }
 
     /// `429 too_many_connections`: the client IP is over its connection limit.
-    pub fn too_many_connections(&self) -> &[u8] {
+    pub(crate) fn too_many_connections(&self) -> &[u8] {
         &self.too_many_connections
     }
 
     /// Our answer in place of the one pingora wrote with `status` before any filter saw the request.
-    pub fn for_parser_status(&self, status: Option<u16>) -> Cow<'_, [u8]> {
+    pub(crate) fn for_parser_status(&self, status: Option<u16>) -> Cow<'_, [u8]> {
         match status {
             Some(400) | None => Cow::Borrowed(&self.bad_request),
             Some(405) => Cow::Borrowed(&self.method_not_allowed),
@@ -62,7 +62,7 @@ fn connect_refused() -> ProxyError {
 }
 
 /// The status code of an HTTP/1 status line at the start of `bytes` (`HTTP/1.1 400 Bad Request`).
-pub fn status_of(bytes: &[u8]) -> Option<u16> {
+pub(crate) fn status_of(bytes: &[u8]) -> Option<u16> {
     let code = bytes.strip_prefix(b"HTTP/1.")?.get(2..5)?;
     std::str::from_utf8(code).ok()?.parse().ok()
 }

@@ -8,7 +8,7 @@ use rand::RngCore as _;
 
 /// The `traceparent` sent upstream, built once per request: `00-<trace id>-<span id>-<flags>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceParent {
+pub(crate) struct TraceParent {
     header: String,
 }
 
@@ -41,7 +41,7 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 impl TraceParent {
     /// Parses a `traceparent` value (version 00 layout; future versions are read the same way):
     /// the trace id and the flags of a valid one.
-    pub fn parse(v: &str) -> Option<(&str, &str)> {
+    pub(crate) fn parse(v: &str) -> Option<(&str, &str)> {
         let mut parts = v.trim().split('-');
         let (version, trace_id, parent, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -59,7 +59,7 @@ impl TraceParent {
     }
 
     /// Continues the client's trace when its header is valid, else starts one (sampled).
-    pub fn continue_or_start(incoming: Option<&str>) -> Self {
+    pub(crate) fn continue_or_start(incoming: Option<&str>) -> Self {
         let mut header = String::with_capacity(HEADER_LEN);
         header.push_str("00-");
         let flags = match incoming.and_then(Self::parse) {
@@ -79,12 +79,12 @@ impl TraceParent {
         Self { header }
     }
 
-    pub fn trace_id(&self) -> &str {
+    pub(crate) fn trace_id(&self) -> &str {
         self.header.get(TRACE_ID).unwrap_or_default()
     }
 
     /// The header value for the upstream.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.header
     }
 }

@@ -7,6 +7,9 @@
 //! cheap to clone, which is what a per-`Gateway` registry needs.
 
 use prometheus::core::Collector;
+
+use crate::error::ProxyError;
+use crate::store::StoreError;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -14,7 +17,7 @@ use prometheus::{
 
 /// Buckets from 50 µs to 10 s: proxy-local work is sub-millisecond and must be told apart from
 /// upstream latency (50 µs and 500 µs fall in different buckets).
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];
@@ -209,6 +212,25 @@ impl Metrics {
         }
     }
 
+    /// Runs one store operation, recording its latency; a failure is counted, logged and becomes a
+    /// fail-closed 503.
+    pub async fn store_call<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ProxyError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.store_duration
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|error| {
+            self.store_errors.inc();
+            tracing::warn!(%error, op, "store unavailable; failing closed");
+            ProxyError::Unavailable
+        })
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -217,7 +239,7 @@ impl Metrics {
 }
 
 /// Standard methods by name, anything else as `other`, so clients cannot invent label values.
-pub fn bounded_method(m: &http::Method) -> &'static str {
+pub(crate) fn bounded_method(m: &http::Method) -> &'static str {
     use http::Method;
     match *m {
         Method::GET => "GET",
@@ -232,7 +254,7 @@ pub fn bounded_method(m: &http::Method) -> &'static str {
 }
 
 /// `2xx` … `5xx`; `0xx` when no response was written (the client went away).
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status / 100 {
         1 => "1xx",
         2 => "2xx",
@@ -244,10 +266,10 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// Decrements the in-flight gauge when the request's context is dropped, however the request ends.
-pub struct InFlight(IntGauge);
+pub(crate) struct InFlight(IntGauge);
 
 impl InFlight {
-    pub fn start(g: &IntGauge) -> Self {
+    pub(crate) fn start(g: &IntGauge) -> Self {
         g.inc();
         Self(g.clone())
     }

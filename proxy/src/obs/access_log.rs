@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 
 /// One request, as logged.
-pub struct AccessEntry<'a> {
+pub(crate) struct AccessEntry<'a> {
     pub request_id: &'a str,
     pub trace_id: &'a str,
     pub route: &'a str,
@@ -24,7 +24,7 @@ pub struct AccessEntry<'a> {
     pub client: Option<IpAddr>,
 }
 
-pub enum AccessLog {
+pub(crate) enum AccessLog {
     Off,
     /// Lines through a non-blocking writer (stdout for the binary); the guard flushes on drop.
     On {
@@ -37,13 +37,13 @@ pub enum AccessLog {
 impl AccessLog {
     /// The access log on stdout, if `enabled`. The writer thread flushes after each burst it drains
     /// from the channel, so under load one `write(2)` carries many lines instead of one each.
-    pub fn new(enabled: bool, json: bool) -> Self {
+    pub(crate) fn new(enabled: bool, json: bool) -> Self {
         let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
         Self::to_writer(enabled, json, stdout)
     }
 
     /// The access log on `sink` (tests pass a buffer), if `enabled`.
-    pub fn to_writer(
+    pub(crate) fn to_writer(
         enabled: bool,
         json: bool,
         sink: impl std::io::Write + Send + 'static,
@@ -59,7 +59,7 @@ impl AccessLog {
         }
     }
 
-    pub fn record(&self, e: &AccessEntry<'_>) {
+    pub(crate) fn record(&self, e: &AccessEntry<'_>) {
         let Self::On { json, writer, .. } = self else {
             return;
         };
@@ -75,7 +75,7 @@ impl AccessLog {
 }
 
 /// The human-readable access line of `pretty` mode (dev): the same fields as the JSON line.
-pub fn pretty_line(e: &AccessEntry<'_>, now: time::OffsetDateTime) -> String {
+pub(crate) fn pretty_line(e: &AccessEntry<'_>, now: time::OffsetDateTime) -> String {
     let ts = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -111,7 +111,7 @@ fn push_str(out: &mut String, s: &str) {
 }
 
 /// The JSON access line, with the same field names the tracing JSON formatter uses for other lines.
-pub fn json_line(e: &AccessEntry<'_>, now: time::OffsetDateTime) -> String {
+pub(crate) fn json_line(e: &AccessEntry<'_>, now: time::OffsetDateTime) -> String {
     let mut out = String::with_capacity(320);
     out.push_str("{\"timestamp\":");
     let ts = now

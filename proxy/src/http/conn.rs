@@ -40,10 +40,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use tokio::time::Sleep;
 
-use crate::identity::IpNet;
+use crate::policy::client::IpNet;
 
-pub mod canned;
-pub mod chunked;
+pub(crate) mod canned;
+pub(crate) mod chunked;
 
 use self::canned::CannedAnswers;
 use self::chunked::ChunkScanner;
@@ -123,7 +123,7 @@ impl BodyWatch {
 
 /// An accepted stream with the request-head deadline.
 #[derive(Debug)]
-pub struct GuardedStream {
+pub(crate) struct GuardedStream {
     inner: Stream,
     state: HeadState,
     /// The phase the deadline was last set up for.
@@ -234,7 +234,7 @@ impl GuardedStream {
 
 /// The gateway saw a complete head on `stream` (from `early_request_filter`): stop the clock, and
 /// for a chunked body start checking its chunk lines (from the bytes already read past the head).
-pub fn head_complete(stream: Option<&Stream>, chunked: bool) {
+pub(crate) fn head_complete(stream: Option<&Stream>, chunked: bool) {
     if let Some(s) = guarded(stream) {
         s.state.in_gateway.store(true, Ordering::Release);
         if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
@@ -252,13 +252,13 @@ pub fn head_complete(stream: Option<&Stream>, chunked: bool) {
 }
 
 /// Why the chunked body on `stream` must be refused, if it must.
-pub fn body_violation(stream: Option<&Stream>) -> Option<&'static str> {
+pub(crate) fn body_violation(stream: Option<&Stream>) -> Option<&'static str> {
     guarded(stream).and_then(|s| s.watch().chunks.as_ref().and_then(ChunkScanner::violation))
 }
 
 /// The request on `stream` is over (from `logging`): the next bytes start a new head, if the body was
 /// read to its end.
-pub fn request_done(stream: Option<&Stream>, body_done: bool) {
+pub(crate) fn request_done(stream: Option<&Stream>, body_done: bool) {
     if let Some(s) = guarded(stream) {
         s.state.in_gateway.store(false, Ordering::Release);
         if s.state.phase.load(Ordering::Acquire) == UNTRACKED {
@@ -472,7 +472,7 @@ struct EdgeAppShared {
 }
 
 /// The public listener's application: pingora's HTTP proxy behind the connection limits above.
-pub struct EdgeApp<A> {
+pub(crate) struct EdgeApp<A> {
     proxy: Arc<A>,
     limits: ConnLimits,
     per_ip: PerIp,
@@ -484,7 +484,7 @@ impl<A> EdgeApp<A> {
     /// `refused` is `edge_proxy_connections_refused_total{reason}`; `framing` is
     /// `edge_proxy_framing_rejections_total{reason}`, where parser refusals count as
     /// `invalid_request`; `security_headers` go on every canned answer.
-    pub fn new(
+    pub(crate) fn new(
         proxy: A,
         limits: ConnLimits,
         refused: &prometheus::IntCounterVec,
@@ -518,7 +518,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
         let _slot = match peer {
             Some(ip)
                 if self.limits.max_per_ip > 0
-                    && !self.limits.exempt.iter().any(|n| n.contains(ip)) =>
+                    && !crate::policy::client::trusted(&self.limits.exempt, ip) =>
             {
                 match self.per_ip.acquire(ip, self.limits.max_per_ip) {
                     Some(slot) => Some(slot),

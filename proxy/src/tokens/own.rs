@@ -11,8 +11,13 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtConfig;
-use crate::keys::{OwnKey, SigningAlg};
+use std::path::Path;
+
+use settings::{Problems, SecretSource};
+
+use crate::clock::UnixSecs;
+use crate::raw::RawJwt;
+use crate::tokens::keys::{OwnKey, SigningAlg};
 
 /// R-JWT table: tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -97,6 +102,114 @@ pub struct TokenService {
     leeway: i64,
 }
 
+#[derive(Debug)]
+pub struct JwtConfig {
+    pub algorithm: SigningAlg,
+    /// Signs new tokens and verifies.
+    pub key: OwnKey,
+    /// Verifies only, until its grace period ends (key rotation).
+    pub previous: Option<PreviousKey>,
+    pub issuer: String,
+    pub audience: String,
+    /// Seconds, 1 to [`MAX_TOKEN_LIFETIME_SECS`].
+    pub lifetime_secs: i64,
+    /// Seconds, at most 300.
+    pub leeway_secs: i64,
+    pub realm: String,
+}
+
+#[derive(Debug)]
+pub struct PreviousKey {
+    pub key: OwnKey,
+    /// Unix time after which the previous key no longer verifies.
+    pub verify_until: UnixSecs,
+}
+
+/// R-JWT: lifetimes above this are refused; a leaked key must not mint long-lived tokens.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
+
+impl JwtConfig {
+    /// Validates `[jwt]`, pushing every problem; `None` when a required part is unusable.
+    pub fn from_raw(j: &RawJwt, base_dir: &Path, p: &mut Problems) -> Option<Self> {
+        let algorithm = p.take(SigningAlg::parse(&j.algorithm));
+        let jwt_key = p
+            .take(
+                SecretSource {
+                    name: "jwt.key",
+                    inline: j.key.as_deref(),
+                    file: j.key_file.as_deref(),
+                }
+                .require(base_dir),
+            )
+            // With an unknown algorithm the key is still checked (as HS256), so every problem shows.
+            .and_then(|k| {
+                let alg = algorithm.unwrap_or(SigningAlg::Hs256);
+                p.take(OwnKey::parse(alg, "jwt.key", &k, j.key_id.clone()))
+            });
+        let previous_key = j.previous.as_ref().and_then(|prev| {
+            let until = p.take(parse_rfc3339("jwt.previous.verify_until", &prev.verify_until));
+            if prev.key_id.is_none() || j.key_id.is_none() || prev.key_id == j.key_id {
+                p.push("jwt.previous.key_id: rotation needs distinct key ids on jwt.key_id and jwt.previous.key_id");
+            }
+            let key = p
+                .take(
+                    SecretSource {
+                        name: "jwt.previous.key",
+                        inline: prev.key.as_deref(),
+                        file: prev.key_file.as_deref(),
+                    }
+                    .require(base_dir),
+                )
+                .zip(algorithm)
+                .and_then(|(k, alg)| {
+                    p.take(OwnKey::parse(alg, "jwt.previous.key", &k, prev.key_id.clone()))
+                })?;
+            Some(PreviousKey {
+                key,
+                verify_until: UnixSecs(until?),
+            })
+        });
+        let leeway_secs = i64::try_from(j.leeway_seconds).ok().filter(|l| *l <= 300);
+        if leeway_secs.is_none() {
+            p.push("jwt.leeway_seconds: must be at most 300");
+        }
+        for (key, v) in [("jwt.issuer", &j.issuer), ("jwt.audience", &j.audience)] {
+            if v.is_empty() {
+                p.push(format!("{key}: must not be empty"));
+            }
+        }
+        if j.realm.is_empty() || j.realm.contains(['"', '\\']) || !j.realm.is_ascii() {
+            p.push("jwt.realm: must be non-empty printable ASCII without quotes or backslashes");
+        }
+
+        let lifetime_secs = i64::try_from(j.lifetime_seconds)
+            .ok()
+            .filter(|l| (1..=MAX_TOKEN_LIFETIME_SECS).contains(l));
+        if lifetime_secs.is_none() {
+            p.push(format!(
+                "jwt.lifetime_seconds: must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"
+            ));
+        }
+        Some(Self {
+            algorithm: algorithm?,
+            key: jwt_key?,
+            previous: previous_key,
+            issuer: j.issuer.clone(),
+            audience: j.audience.clone(),
+            lifetime_secs: lifetime_secs?,
+            leeway_secs: leeway_secs?,
+            realm: j.realm.clone(),
+        })
+    }
+}
+
+/// Parses an RFC 3339 time into unix seconds.
+fn parse_rfc3339(key: &str, text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{key}: `{text}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"))
+}
+
 /// A freshly minted token.
 pub struct Minted {
     pub token: String,
@@ -124,7 +237,7 @@ impl TokenService {
         };
         let mut keys = vec![verify_key(&cfg.key, None)];
         if let Some(previous) = &cfg.previous {
-            keys.push(verify_key(&previous.key, Some(previous.verify_until)));
+            keys.push(verify_key(&previous.key, Some(previous.verify_until.get())));
         }
         Self {
             alg,
@@ -134,8 +247,8 @@ impl TokenService {
             validation,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
-            lifetime: i64::try_from(cfg.lifetime.as_secs()).unwrap_or(900),
-            leeway: i64::try_from(cfg.leeway.as_secs()).unwrap_or(30),
+            lifetime: cfg.lifetime_secs,
+            leeway: cfg.leeway_secs,
         }
     }
 
@@ -147,8 +260,14 @@ impl TokenService {
         &self.issuer
     }
 
+    /// Whether own tokens are verifiable with published keys (EdDSA), so the JWKS is served.
+    pub fn publishes_keys(&self) -> bool {
+        self.alg == SigningAlg::EdDsa
+    }
+
     /// The JWKS (RFC 7517) of the keys that verify at `now`; `None` for HS256, whose key is secret.
-    pub fn jwks(&self, now: i64) -> Option<String> {
+    pub fn jwks(&self, now: UnixSecs) -> Option<String> {
+        let now = now.get();
         if self.alg != SigningAlg::EdDsa {
             return None;
         }
@@ -167,8 +286,9 @@ impl TokenService {
         sub: &str,
         email: &str,
         roles: &[String],
-        now: i64,
+        now: UnixSecs,
     ) -> Result<Minted, jsonwebtoken::errors::Error> {
+        let now = now.get();
         let mut jti = [0u8; 16];
         rand::rng().fill_bytes(&mut jti);
         let claims = AccessClaims {
@@ -187,7 +307,7 @@ impl TokenService {
     }
 
     /// Verifies an own access token at time `now` (R-JWT-1 order). Revocation is not checked here.
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
+    pub fn verify(&self, token: &str, now: UnixSecs) -> Result<AccessClaims, AuthError> {
         self.verify_split(token, &split_compact(token)?, now)
     }
 
@@ -196,8 +316,9 @@ impl TokenService {
         &self,
         token: &str,
         head: &[u8],
-        now: i64,
+        now: UnixSecs,
     ) -> Result<AccessClaims, AuthError> {
+        let now = now.get();
         let header: StrictHeader =
             serde_json::from_slice(head).map_err(|_| AuthError::BadHeader)?;
         if header.alg != self.alg.name() || header.typ != ACCESS_TOKEN_TYP {
@@ -327,24 +448,19 @@ pub fn presented<'a>(authorization: &[&'a [u8]], query: Option<&str>) -> Present
 mod tests {
     use super::*;
     use secrecy::SecretBox;
-    use std::time::Duration;
 
-    const NOW: i64 = 1_800_000_000;
+    const NOW: UnixSecs = UnixSecs(1_800_000_000);
     const KEY: &[u8] = b"an-hs256-key-of-at-least-32-bytes-for-tests";
 
-    fn config(
-        algorithm: SigningAlg,
-        key: OwnKey,
-        previous: Option<crate::config::PreviousKey>,
-    ) -> JwtConfig {
+    fn config(algorithm: SigningAlg, key: OwnKey, previous: Option<PreviousKey>) -> JwtConfig {
         JwtConfig {
             algorithm,
             key,
             previous,
             issuer: "edge-proxy".into(),
             audience: "edge-proxy".into(),
-            lifetime: Duration::from_secs(900),
-            leeway: Duration::from_secs(30),
+            lifetime_secs: 900,
+            leeway_secs: 30,
             realm: "edge-proxy".into(),
         }
     }
@@ -410,7 +526,7 @@ mod tests {
         let rotated = TokenService::from_config(&config(
             SigningAlg::EdDsa,
             ed_key(2, "new"),
-            Some(crate::config::PreviousKey {
+            Some(PreviousKey {
                 key: ed_key(1, "old"),
                 verify_until: NOW + 600,
             }),
@@ -448,7 +564,7 @@ mod tests {
         let hs_new = TokenService::from_config(&config(
             SigningAlg::Hs256,
             hs_key(b"a-second-hs256-key-of-32-bytes-or-more!!", Some("b")),
-            Some(crate::config::PreviousKey {
+            Some(PreviousKey {
                 key: hs_key(KEY, Some("a")),
                 verify_until: NOW + 10,
             }),

@@ -5,24 +5,26 @@
 //! The gateway answers preflights itself (never forwarded) and replaces any CORS headers the upstream
 //! sent with the policy's.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use http::Method;
+use settings::Problems;
+
+use crate::raw::RawCors;
 
 /// Methods a preflight may ask for (R-CORS-3).
-pub const PREFLIGHT_METHODS: &[Method] = &[
+pub(crate) const PREFLIGHT_METHODS: &[Method] = &[
     Method::GET,
     Method::POST,
     Method::PUT,
     Method::PATCH,
     Method::DELETE,
 ];
-/// Default request headers a preflight may ask for (R-CORS-3).
-pub const DEFAULT_ALLOW_HEADERS: &[&str] = &["authorization", "content-type"];
-/// Default `Access-Control-Max-Age` (R-CORS-3).
-pub const DEFAULT_MAX_AGE_SECS: u32 = 600;
 
 /// A serialised origin: `scheme://host[:port]`, lower-case, default ports removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     scheme: String,
     host: String,
     port: Option<u16>,
@@ -31,7 +33,7 @@ pub struct Origin {
 impl Origin {
     /// Parses an origin strictly (RFC 6454 serialisation): no path, query, fragment, userinfo or trailing
     /// slash; `http` or `https`; lower-case host of DNS labels, IPv4 or `[IPv6]`.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         let (scheme, rest) = s.split_once("://")?;
         if scheme != "http" && scheme != "https" {
             return None;
@@ -302,6 +304,70 @@ impl CorsPolicy {
     }
 }
 
+/// The `Access-Control-*` headers an upstream set; on a CORS route they are replaced by the
+/// policy's (the policy, not the upstream, decides CORS).
+pub(crate) fn upstream_cors_headers(headers: &http::HeaderMap) -> Vec<http::HeaderName> {
+    headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect()
+}
+
+/// What the route's policy says about a request, read from its headers. A value that is not valid
+/// UTF-8 counts as an origin that cannot be allowed.
+pub(crate) fn decide_request(
+    policy: &CorsPolicy,
+    method: &Method,
+    headers: &http::HeaderMap,
+    route_methods: &[Method],
+) -> Decision {
+    let origins: Vec<&str> = headers
+        .get_all(http::header::ORIGIN)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    let request_method = headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|v| v.to_str().ok());
+    let request_headers: Vec<&str> = headers
+        .get_all(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    policy.decide(
+        method,
+        &origins,
+        request_method,
+        &request_headers,
+        route_methods,
+    )
+}
+
+/// Validates `[cors.<name>]` policies, pushing every problem.
+pub(crate) fn policies_from_raw(
+    raw: &BTreeMap<String, RawCors>,
+    p: &mut Problems,
+) -> HashMap<String, Arc<CorsPolicy>> {
+    let mut cors = HashMap::new();
+    for (name, c) in raw {
+        match CorsPolicy::from_config(
+            name,
+            &c.allowed_origins,
+            c.allow_credentials,
+            &c.allow_headers,
+            &c.expose_headers,
+            c.max_age_seconds,
+        ) {
+            Ok(policy) => {
+                cors.insert(name.clone(), Arc::new(policy));
+            }
+            Err(errors) => errors.into_iter().for_each(|e| p.push(e)),
+        }
+    }
+    cors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,11 +375,16 @@ mod tests {
 
     fn policy(origins: &[&str]) -> CorsPolicy {
         let o: Vec<String> = origins.iter().map(|s| (*s).to_owned()).collect();
-        let h: Vec<String> = DEFAULT_ALLOW_HEADERS
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        CorsPolicy::from_config("web", &o, false, &h, &[], DEFAULT_MAX_AGE_SECS).unwrap()
+        let h = crate::raw::default_cors_headers();
+        CorsPolicy::from_config(
+            "web",
+            &o,
+            false,
+            &h,
+            &[],
+            crate::raw::DEFAULT_CORS_MAX_AGE_SECS,
+        )
+        .unwrap()
     }
 
     fn allows(p: &CorsPolicy, origin: &str) -> bool {

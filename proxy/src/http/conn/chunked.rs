@@ -8,7 +8,7 @@
 //! request, never let one through differently.
 
 /// Longest chunk line accepted: a size (16 hex digits at most) plus 1 KiB of extensions.
-pub const MAX_CHUNK_LINE: usize = 16 + 1024;
+pub(crate) const MAX_CHUNK_LINE: usize = 16 + 1024;
 /// Longest trailer line (the same as a header line).
 const MAX_TRAILER_LINE: usize = 8 * 1024;
 
@@ -35,7 +35,7 @@ enum State {
 }
 
 #[derive(Debug, Clone)]
-pub struct ChunkScanner {
+pub(crate) struct ChunkScanner {
     state: State,
 }
 
@@ -46,7 +46,7 @@ impl Default for ChunkScanner {
 }
 
 impl ChunkScanner {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: State::Size {
                 len: 0,
@@ -58,19 +58,19 @@ impl ChunkScanner {
     }
 
     /// Why the body was refused, if it was.
-    pub fn violation(&self) -> Option<&'static str> {
+    pub(crate) fn violation(&self) -> Option<&'static str> {
         match self.state {
             State::Bad(why) => Some(why),
             _ => None,
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done | State::Bad(_))
     }
 
     /// Feeds the next bytes of the body as they arrive.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match &mut self.state {
                 State::Done | State::Bad(_) => return,

@@ -15,15 +15,15 @@ use pingora::http::RequestHeader;
 use crate::error::ProxyError;
 
 /// nginx's `large_client_header_buffers 4 8k`: one line (request line or header field) at most 8 KiB.
-pub const MAX_LINE_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 8 * 1024;
 /// All header fields together (names, values and separators).
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// More fields than any browser sends (pingora itself allows 256).
-pub const MAX_HEADER_COUNT: usize = 100;
+pub(crate) const MAX_HEADER_COUNT: usize = 100;
 
 /// Checks the raw bytes of the request head (request line through the blank line): every LF must end
 /// a CRLF pair and every CR must start one (R-HTTP-1: bare CR or bare LF in the head).
-pub fn check_raw_head(raw: &[u8]) -> Result<(), ProxyError> {
+pub(crate) fn check_raw_head(raw: &[u8]) -> Result<(), ProxyError> {
     let mut prev = 0u8;
     for (i, &b) in raw.iter().enumerate() {
         let bare_lf = b == b'\n' && prev != b'\r';
@@ -37,7 +37,7 @@ pub fn check_raw_head(raw: &[u8]) -> Result<(), ProxyError> {
 }
 
 /// Checks the request head; errors are answered by `Gateway::reject` (and close the connection).
-pub fn check_head(req: &RequestHeader) -> Result<(), ProxyError> {
+pub(crate) fn check_head(req: &RequestHeader) -> Result<(), ProxyError> {
     let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target + req.method.as_str().len() + 10 > MAX_LINE_BYTES {
         return Err(ProxyError::UriTooLong);
@@ -103,7 +103,7 @@ fn check_content_length_syntax(req: &RequestHeader) -> Result<(), ProxyError> {
 }
 
 /// The declared body length, if any (after [`check_head`] it is well-formed).
-pub fn content_length(req: &RequestHeader) -> Option<u64> {
+pub(crate) fn content_length(req: &RequestHeader) -> Option<u64> {
     req.headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

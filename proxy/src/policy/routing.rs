@@ -1,0 +1,369 @@
+//! The route table: path prefix → upstream pool and policy. Default deny: a path that matches no route
+//! is answered 404 at the edge. Longest prefix wins, matched on path-segment boundaries (`/me` matches
+//! `/me` and `/me/x`, never `/metrics`); an `exact` route matches its path only, and wins over a
+//! prefix route of the same path. Paths under `/internal/` never match, whatever the config says.
+//!
+//! Paths are checked before matching: dot segments, empty segments, backslashes and encoded `/`, `\`
+//! or `.` are refused (`invalid_path`), because an upstream that normalises differently from this
+//! matcher could otherwise be reached on a route the config never allowed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use http::Method;
+use settings::Problems;
+
+use crate::policy::cors::CorsPolicy;
+use crate::raw::{RawCors, RawRoute, RawUpstream};
+
+/// Paths under this prefix are the upstreams' internal API and never forwarded from the public side.
+pub(crate) const INTERNAL_PREFIX: &str = "/internal";
+
+/// Methods a route allows when its `methods` key is absent.
+pub(crate) const DEFAULT_METHODS: &[Method] = &[
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is needed; none → 401.
+    Required,
+    /// A token is verified when present; requests without one pass anonymously.
+    Optional,
+    /// Tokens are ignored (identity headers are still stripped).
+    None,
+}
+
+/// A validated route. `P` is its upstream: the pool's name in the config (`()` until the pools
+/// exist), the pool itself once the proxy is built ([`Route::with_pool`]), so the request path holds
+/// one `Arc<Route<Pool>>` and never looks anything up by index.
+#[derive(Debug, Clone)]
+pub struct Route<P = ()> {
+    pub name: String,
+    pub prefix: String,
+    /// Matches `prefix` only.
+    pub exact: bool,
+    /// The upstream's configured name (the assertion audience and a metric label).
+    pub upstream: String,
+    pub pool: P,
+    pub auth: AuthMode,
+    pub methods: Vec<Method>,
+    /// `Allow` header value for 405 answers.
+    pub allow: String,
+    pub max_body_bytes: u64,
+    pub cors: Option<Arc<CorsPolicy>>,
+}
+
+impl Route {
+    /// The same route, bound to its pool.
+    pub fn with_pool<Q>(self, pool: Q) -> Route<Q> {
+        Route {
+            name: self.name,
+            prefix: self.prefix,
+            exact: self.exact,
+            upstream: self.upstream,
+            pool,
+            auth: self.auth,
+            methods: self.methods,
+            allow: self.allow,
+            max_body_bytes: self.max_body_bytes,
+            cors: self.cors,
+        }
+    }
+}
+
+/// What a route falls back to, and what it may refer to.
+pub(crate) struct RouteDefaults<'a> {
+    pub upstreams: &'a BTreeMap<String, RawUpstream>,
+    pub cors: &'a HashMap<String, Arc<CorsPolicy>>,
+    pub cors_defined: &'a BTreeMap<String, RawCors>,
+    pub max_body_bytes: u64,
+}
+
+/// Validates `[[routes]]`, pushing every problem (names, prefixes, upstreams, methods, CORS).
+pub(crate) fn routes_from_raw(
+    raw: &[RawRoute],
+    d: &RouteDefaults<'_>,
+    p: &mut Problems,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("routes[{i}] ({})", r.name);
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            p.push(format!(
+                "{key}.name: use letters, digits, `-` and `_` (it is a metric label)"
+            ));
+        }
+        if !names.insert(r.name.clone()) {
+            p.push(format!("{key}.name: duplicate route name"));
+        }
+        if !valid_prefix(&r.prefix) {
+            p.push(format!(
+                "{key}.prefix: `{}` must start with / and not end with / (except `/` itself)",
+                r.prefix
+            ));
+        }
+        if !prefixes.insert((r.prefix.clone(), r.exact)) {
+            p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
+        }
+        if !d.upstreams.contains_key(&r.upstream) {
+            p.push(format!(
+                "{key}.upstream: no upstream named `{}`",
+                r.upstream
+            ));
+        }
+        let auth = match r.auth.as_str() {
+            "required" => Some(AuthMode::Required),
+            "optional" => Some(AuthMode::Optional),
+            "none" => Some(AuthMode::None),
+            other => {
+                p.push(format!(
+                    "{key}.auth: `{other}` is not one of required, optional, none"
+                ));
+                None
+            }
+        };
+        let methods: Vec<Method> = match &r.methods {
+            None => DEFAULT_METHODS.to_vec(),
+            Some(list) => list
+                .iter()
+                .filter_map(|m| p.take(parse_method(m).map_err(|e| format!("{key}.methods: {e}"))))
+                .collect(),
+        };
+        let route_cors = match &r.cors {
+            None => None,
+            Some(name) => {
+                let policy = d.cors.get(name).cloned();
+                if policy.is_none() && !d.cors_defined.contains_key(name) {
+                    p.push(format!(
+                        "{key}.cors: no CORS policy named `{name}` (define [cors.{name}])"
+                    ));
+                }
+                policy
+            }
+        };
+        if r.max_body_bytes == Some(0) {
+            p.push(format!("{key}.max_body_bytes: must be greater than 0"));
+        }
+        if let Some(auth) = auth {
+            routes.push(Route {
+                name: r.name.clone(),
+                prefix: r.prefix.clone(),
+                exact: r.exact,
+                upstream: r.upstream.clone(),
+                pool: (),
+                auth,
+                allow: allow_header(&methods),
+                methods,
+                max_body_bytes: r.max_body_bytes.unwrap_or(d.max_body_bytes),
+                cors: route_cors,
+            });
+        }
+    }
+    routes
+}
+
+/// The `Allow` value for a route's methods.
+fn allow_header(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn valid_prefix(prefix: &str) -> bool {
+    prefix == "/"
+        || (prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && !prefix.contains("//")
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
+}
+
+fn parse_method(m: &str) -> Result<Method, String> {
+    let upper = m.to_ascii_uppercase();
+    match upper.as_str() {
+        "TRACE" | "CONNECT" => Err(format!("`{m}` is never allowed (R-HTTP-6)")),
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+            Method::from_bytes(upper.as_bytes()).map_err(|_| format!("`{m}` is not a method"))
+        }
+        _ => Err(format!(
+            "`{m}` is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        )),
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RouteTable<P> {
+    /// Sorted by prefix length, longest first.
+    routes: Vec<Arc<Route<P>>>,
+}
+
+/// Why a path was refused before matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidPath;
+
+impl<P> RouteTable<P> {
+    /// Builds the table from bound routes.
+    pub(crate) fn new(routes: impl IntoIterator<Item = Route<P>>) -> Self {
+        let mut routes: Vec<Arc<Route<P>>> = routes.into_iter().map(Arc::new).collect();
+        routes.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), !r.exact));
+        Self { routes }
+    }
+
+    /// The route for `path`, or `None` (404). `path` must have passed [`check_path`].
+    pub(crate) fn route(&self, path: &str) -> Option<&Arc<Route<P>>> {
+        if segment_prefix(INTERNAL_PREFIX, path) {
+            return None;
+        }
+        self.routes.iter().find(|r| {
+            if r.exact {
+                r.prefix == path
+            } else {
+                segment_prefix(&r.prefix, path)
+            }
+        })
+    }
+}
+
+/// `prefix` matches `path` on a segment boundary.
+pub(crate) fn segment_prefix(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return path.starts_with('/');
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Refuses paths an upstream might read differently from the route matcher.
+pub(crate) fn check_path(path: &str) -> Result<(), InvalidPath> {
+    if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
+        return Err(InvalidPath);
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|enc| lower.contains(enc))
+    {
+        return Err(InvalidPath);
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(InvalidPath);
+    }
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+    {
+        return Err(InvalidPath);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, prefix: &str) -> Route {
+        Route {
+            name: name.into(),
+            prefix: prefix.into(),
+            exact: name.ends_with("-exact"),
+            upstream: "u".into(),
+            pool: (),
+            auth: AuthMode::Required,
+            methods: vec![Method::GET],
+            allow: "GET".into(),
+            max_body_bytes: 1,
+            cors: None,
+        }
+    }
+
+    fn table() -> RouteTable<()> {
+        RouteTable::new([
+            route("root", "/"),
+            route("me", "/me"),
+            route("todos", "/todos"),
+            route("todos-exact", "/todos"),
+            route("todo-import", "/todos/import"),
+            route("import-exact", "/import"),
+            route("int", "/internal/x"),
+        ])
+    }
+
+    #[test]
+    fn longest_prefix_wins_on_segment_boundaries() {
+        let t = table();
+        let name = |p: &str| t.route(p).map(|r| r.name.as_str());
+        assert_eq!(name("/me"), Some("me"));
+        assert_eq!(name("/me/x"), Some("me"));
+        assert_eq!(name("/metrics"), Some("root"));
+        assert_eq!(name("/todos/import/1"), Some("todo-import"));
+        assert_eq!(name("/todos/importer"), Some("todos"));
+        assert_eq!(name("/todos/1"), Some("todos"));
+    }
+
+    #[test]
+    fn an_exact_route_matches_its_path_only_and_wins_over_the_prefix_route() {
+        let t = table();
+        let name = |p: &str| t.route(p).map(|r| r.name.as_str());
+        assert_eq!(name("/todos"), Some("todos-exact"));
+        assert_eq!(name("/todos/x"), Some("todos"));
+        assert_eq!(name("/import"), Some("import-exact"));
+        assert_eq!(
+            name("/import/x"),
+            Some("root"),
+            "nothing below an exact route"
+        );
+    }
+
+    #[test]
+    fn internal_paths_never_match_even_when_configured() {
+        let t = table();
+        assert!(t.route("/internal").is_none());
+        assert!(t.route("/internal/x").is_none());
+        assert!(t.route("/internal/credentials/verify").is_none());
+        assert_eq!(t.route("/internals").map(|r| r.name.as_str()), Some("root"));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for p in [
+            "/todos/../internal/x",
+            "/./internal",
+            "//internal/x",
+            "/todos%2F..%2Finternal",
+            "/a\\b",
+            "/%2e%2e/x",
+            "todos",
+            "/a/..",
+            "/a%00",
+        ] {
+            assert_eq!(check_path(p), Err(InvalidPath), "{p}");
+        }
+        for p in ["/", "/todos", "/todos/1", "/a.b/c..d", "/x%20y"] {
+            assert_eq!(check_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn without_a_root_route_unknown_paths_are_denied() {
+        let t = RouteTable::new([route("todos", "/todos")]);
+        assert!(t.route("/").is_none());
+        assert!(t.route("/metrics").is_none());
+        assert!(t.route("/admin/x").is_none());
+    }
+}
