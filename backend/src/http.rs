@@ -8,9 +8,7 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -34,10 +32,11 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(Query), rejection(ApiError))]
 pub struct AppQuery<T>(pub T);
 
-/// Path ids that do not parse as UUIDs cannot name anything: 404, like an id that does not exist.
-pub fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
+/// Path extractor: an id that does not parse as a UUID cannot name anything, so its rejection is a
+/// 404, like an id that does not exist.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
 
 /// Deserializes a field that distinguishes "absent" (`None`) from "null" (`Some(None)`).
 pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
@@ -49,17 +48,6 @@ where
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Makes a UUID request id when the request has none (the proxy always sends one).
-#[derive(Clone, Copy)]
-struct UuidRequestId;
-
-impl MakeRequestId for UuidRequestId {
-    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        let id = uuid::Uuid::new_v4().to_string();
-        id.parse().ok().map(RequestId::new)
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -136,7 +124,10 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
         // Outermost first: the trace span exists before anything else runs, so every log line of the
         // request (including the 5xx cause) carries its request id.
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), UuidRequestId))
+            .layer(SetRequestIdLayer::new(
+                X_REQUEST_ID.clone(),
+                MakeRequestUuid,
+            ))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());

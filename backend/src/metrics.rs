@@ -8,10 +8,8 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Counter, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
+use settings::metrics::{MetricSet, Spec};
 
 use crate::store::Store;
 
@@ -21,89 +19,77 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: Registry,
+    set: MetricSet,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pool_connections: IntGaugeVec,
     pool_acquires: IntCounter,
-    pool_acquire_wait: prometheus::Counter,
+    pool_acquire_wait: Counter,
     /// The store's totals at the last scrape, so the counters advance by the difference.
-    pool_seen: std::sync::Mutex<(u64, u64)>,
+    pool_seen: parking_lot::Mutex<(u64, u64)>,
     pub db_query_duration: HistogramVec,
     pub users_registered: IntCounter,
     pub todos_created: IntCounter,
     pub todos_completed: IntCounter,
 }
 
+const HTTP_REQUESTS: Spec = Spec::new(
+    "todo_backend_http_requests_total",
+    "HTTP requests by route template, method and status",
+    &["route", "method", "status"],
+);
+const HTTP_DURATION: Spec = Spec::new(
+    "todo_backend_http_request_duration_seconds",
+    "HTTP request duration by route template",
+    &["route"],
+);
+const POOL_CONNECTIONS: Spec = Spec::new(
+    "todo_backend_db_pool_connections",
+    "Database pool connections by state",
+    &["state"],
+);
+const DB_QUERY_DURATION: Spec = Spec::new(
+    "todo_backend_db_query_duration_seconds",
+    "Store operations (including pool acquire) by operation",
+    &["op"],
+);
+const POOL_ACQUIRES: Spec = Spec::new(
+    "todo_backend_db_pool_acquires_total",
+    "Connections taken from the pool",
+    &[],
+);
+const POOL_ACQUIRE_WAIT: Spec = Spec::new(
+    "todo_backend_db_pool_acquire_wait_seconds_total",
+    "Time spent waiting for a pool connection (rate / acquires rate = mean wait)",
+    &[],
+);
+const USERS_REGISTERED: Spec = Spec::new(
+    "todo_backend_users_registered_total",
+    "Users registered",
+    &[],
+);
+const TODOS_CREATED: Spec = Spec::new("todo_backend_todos_created_total", "Todos created", &[]);
+const TODOS_COMPLETED: Spec = Spec::new(
+    "todo_backend_todos_completed_total",
+    "Todos marked completed",
+    &[],
+);
+
 impl Metrics {
     pub fn new() -> Result<Arc<Self>, prometheus::Error> {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "todo_backend_http_requests_total",
-                "HTTP requests by route template, method and status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "todo_backend_http_request_duration_seconds",
-                "HTTP request duration by route template",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let pool_connections = IntGaugeVec::new(
-            Opts::new(
-                "todo_backend_db_pool_connections",
-                "Database pool connections by state",
-            ),
-            &["state"],
-        )?;
-        let db_query_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "todo_backend_db_query_duration_seconds",
-                "Store operations (including pool acquire) by operation",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["op"],
-        )?;
-        let pool_acquires = IntCounter::new(
-            "todo_backend_db_pool_acquires_total",
-            "Connections taken from the pool",
-        )?;
-        let pool_acquire_wait = prometheus::Counter::new(
-            "todo_backend_db_pool_acquire_wait_seconds_total",
-            "Time spent waiting for a pool connection (rate / acquires rate = mean wait)",
-        )?;
-        let users_registered =
-            IntCounter::new("todo_backend_users_registered_total", "Users registered")?;
-        let todos_created = IntCounter::new("todo_backend_todos_created_total", "Todos created")?;
-        let todos_completed = IntCounter::new(
-            "todo_backend_todos_completed_total",
-            "Todos marked completed",
-        )?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(pool_connections.clone()))?;
-        registry.register(Box::new(db_query_duration.clone()))?;
-        registry.register(Box::new(pool_acquires.clone()))?;
-        registry.register(Box::new(pool_acquire_wait.clone()))?;
-        registry.register(Box::new(users_registered.clone()))?;
-        registry.register(Box::new(todos_created.clone()))?;
-        registry.register(Box::new(todos_completed.clone()))?;
+        let m = MetricSet::new(LATENCY_BUCKETS);
         Ok(Arc::new(Self {
-            registry,
-            http_requests,
-            http_duration,
-            pool_connections,
-            db_query_duration,
-            pool_acquires,
-            pool_acquire_wait,
-            pool_seen: std::sync::Mutex::new((0, 0)),
-            users_registered,
-            todos_created,
-            todos_completed,
+            http_requests: m.counter_vec(&HTTP_REQUESTS)?,
+            http_duration: m.histogram_vec(&HTTP_DURATION)?,
+            pool_connections: m.gauge_vec(&POOL_CONNECTIONS)?,
+            db_query_duration: m.histogram_vec(&DB_QUERY_DURATION)?,
+            pool_acquires: m.counter(&POOL_ACQUIRES)?,
+            pool_acquire_wait: m.float_counter(&POOL_ACQUIRE_WAIT)?,
+            pool_seen: parking_lot::Mutex::new((0, 0)),
+            users_registered: m.counter(&USERS_REGISTERED)?,
+            todos_created: m.counter(&TODOS_CREATED)?,
+            todos_completed: m.counter(&TODOS_COMPLETED)?,
+            set: m,
         }))
     }
 
@@ -117,10 +103,7 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(stats.size.saturating_sub(stats.idle)));
         {
-            let mut seen = self
-                .pool_seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = self.pool_seen.lock();
             let (count, wait_ns) = (stats.acquires, stats.acquire_wait_ns);
             self.pool_acquires.inc_by(count.saturating_sub(seen.0));
             #[allow(clippy::cast_precision_loss)]
@@ -128,10 +111,7 @@ impl Metrics {
                 .inc_by(wait_ns.saturating_sub(seen.1) as f64 / 1e9);
             *seen = (count, wait_ns);
         }
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        self.set.render()
     }
 }
 

@@ -297,11 +297,11 @@ async fn revoke_external_token(
 /// `GET /admin/accounts/{email}`: the account's throttle state (R-LOGIN-4).
 async fn account_status(State(s): State<AdminState>, Path(email): Path<String>) -> Response {
     let account = normalise_account(&email);
-    let now = s.clock.now_ms().get();
+    let now = s.clock.now_ms();
     match s.attempts.account(&account, now).await {
         Ok(state) => {
             tracing::info!(action = "account-status", account = %account_hash(&account), "admin: account state read");
-            let blocked = state.blocked_until_ms > now;
+            let blocked = state.blocked_until_ms > now.get();
             (
                 [(header::CACHE_CONTROL, "no-store")],
                 Json(serde_json::json!({

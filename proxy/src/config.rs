@@ -14,10 +14,12 @@ use secrecy::SecretString;
 use settings::{ConfigError, Problems, SecretSource};
 
 use crate::http::body::BodyTimeouts;
+use crate::http::conn::ConnLimits;
 use crate::http::upstream::UpstreamConfig;
 use crate::login::SessionsConfig;
 use crate::policy::client::IpNet;
 use crate::policy::routing::Route;
+use crate::raw::{RawAdmin, RawServer, RawStore};
 use crate::tokens::assertion::IdentityConfig;
 use crate::tokens::issuer::IssuerConfig;
 use crate::tokens::own::JwtConfig;
@@ -72,7 +74,7 @@ pub struct Config {
     pub max_concurrent_checks: usize,
     pub max_body_bytes: u64,
     pub body_timeouts: BodyTimeouts,
-    pub connections: crate::http::conn::ConnLimits,
+    pub connections: ConnLimits,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<Route>,
     /// External token issuers (R-JWT-9).
@@ -106,37 +108,100 @@ impl Config {
     pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Self, ConfigError> {
         let mut p = Problems::default();
         let listen = p.take(parse_addr("listen", &raw.listen));
-        let trusted_proxies: Vec<IpNet> = raw
-            .trusted_proxies
-            .iter()
-            .filter_map(|t| {
-                p.take(
-                    crate::policy::client::parse_net(t)
-                        .map_err(|e| format!("trusted_proxies: {e}")),
-                )
-            })
+        let trusted_proxies = crate::policy::client::nets_from_raw(&raw.trusted_proxies, &mut p);
+        let server = ServerSettings::from_raw(&raw.server, &mut p);
+        let admin = AdminConfig::from_raw(&raw.admin, base_dir, &mut p);
+        let store = StoreConfig::from_raw(&raw.store, base_dir, &mut p);
+        let jwt = JwtConfig::from_raw(&raw.jwt, base_dir, &mut p);
+        let issuers = crate::tokens::issuer::issuers_from_raw(
+            &raw.issuers,
+            &raw.jwt.issuer,
+            base_dir,
+            &mut p,
+        );
+        let identity = IdentityConfig::from_raw(&raw.identity, base_dir, &mut p);
+        let upstreams: Vec<UpstreamConfig> = (raw.upstreams.iter())
+            .map(|(name, u)| UpstreamConfig::from_raw(name, u, &mut p))
             .collect();
+        let sessions = SessionsConfig::from_raw(&raw.sessions, &raw.upstreams, &mut p);
+        let login = p.take(crate::throttle::ThrottlePolicy::from_raw(&raw.login));
+        let body_timeouts = BodyTimeouts::from_raw(&raw.limits, &mut p);
+        let connections = ConnLimits::from_raw(&raw.limits, &trusted_proxies, &mut p);
+        let routes = crate::policy::routing::routes_from_raw(&raw, &mut p);
+        let log_format = p.take(LogFormat::parse(&raw.log.format));
+        let security_headers =
+            crate::http::respond::security_headers_from_raw(&raw.security_headers, &mut p);
+        p.into_result()?;
+        // Every part that can be missing pushed a problem, so this only fails on a bug.
+        let assembled = || {
+            Some(Self {
+                listen: listen?,
+                trusted_proxies,
+                server,
+                admin: admin?,
+                store: store?,
+                jwt: jwt?,
+                identity: identity?,
+                sessions,
+                login: login?,
+                max_concurrent_checks: raw.login.max_concurrent_checks,
+                max_body_bytes: raw.limits.max_body_bytes,
+                body_timeouts,
+                connections,
+                upstreams,
+                routes,
+                issuers,
+                log_format: log_format?,
+                log_filter: raw.log.filter,
+                access_log: raw.log.access,
+                security_headers,
+                request_metrics: raw.metrics.enabled,
+            })
+        };
+        assembled().ok_or_else(|| ConfigError::single("invalid configuration"))
+    }
+}
 
-        let s = &raw.server;
+impl ServerSettings {
+    fn from_raw(s: &RawServer, p: &mut Problems) -> Self {
         if s.threads == 0 {
             p.push("server.threads: must be at least 1");
         }
+        Self {
+            threads: s.threads,
+            grace_period: Duration::from_secs(s.grace_period_seconds),
+            graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
+            upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+            keepalive_idle: Duration::from_secs(s.keepalive_idle_seconds),
+        }
+    }
+}
 
-        let admin_listen = p.take(parse_addr("admin.listen", &raw.admin.listen));
-        let admin_token = p
+impl AdminConfig {
+    fn from_raw(a: &RawAdmin, base_dir: &Path, p: &mut Problems) -> Option<Self> {
+        let listen = p.take(parse_addr("admin.listen", &a.listen));
+        let token = p
             .take(
                 SecretSource {
                     name: "admin.token",
-                    inline: raw.admin.token.as_deref(),
-                    file: raw.admin.token_file.as_deref(),
+                    inline: a.token.as_deref(),
+                    file: a.token_file.as_deref(),
                 }
                 .require(base_dir),
             )
             .and_then(|t| p.take(settings::opaque_token("admin.token", &t).map(|()| t)));
+        Some(Self {
+            listen: listen?,
+            token: token?,
+        })
+    }
+}
 
-        let store_backend = match raw.store.backend.as_str() {
+impl StoreConfig {
+    fn from_raw(s: &RawStore, base_dir: &Path, p: &mut Problems) -> Option<Self> {
+        let backend = match s.backend.as_str() {
             "memory" => {
-                if raw.store.redis_url.is_some() || raw.store.redis_url_file.is_some() {
+                if s.redis_url.is_some() || s.redis_url_file.is_some() {
                     p.push("store.redis_url: set, but store.backend is `memory`");
                 }
                 Some(StoreBackend::Memory)
@@ -145,8 +210,8 @@ impl Config {
                 .take(
                     SecretSource {
                         name: "store.redis_url",
-                        inline: raw.store.redis_url.as_deref(),
-                        file: raw.store.redis_url_file.as_deref(),
+                        inline: s.redis_url.as_deref(),
+                        file: s.redis_url_file.as_deref(),
                     }
                     .require(base_dir),
                 )
@@ -158,142 +223,13 @@ impl Config {
                 None
             }
         };
-        if raw.store.timeout_ms == 0 {
+        if s.timeout_ms == 0 {
             p.push("store.timeout_ms: must be greater than 0");
         }
-
-        let jwt = JwtConfig::from_raw(&raw.jwt, base_dir, &mut p);
-        let issuers: Vec<IssuerConfig> = raw
-            .issuers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, issuer)| {
-                IssuerConfig::from_raw(i, issuer, base_dir)
-                    .map_err(|errors| errors.into_iter().for_each(|e| p.push(e)))
-                    .ok()
-            })
-            .collect();
-        let mut issuer_names = std::collections::HashSet::new();
-        for (i, issuer) in raw.issuers.iter().enumerate() {
-            if issuer.iss == raw.jwt.issuer {
-                p.push(format!("issuers[{i}].iss: must differ from jwt.issuer, so own and external tokens can never stand in for each other"));
-            }
-            if !issuer_names.insert(&issuer.name) {
-                p.push(format!(
-                    "issuers[{i}].name: duplicate issuer name `{}`",
-                    issuer.name
-                ));
-            }
-            if raw.issuers[..i].iter().any(|other| other.iss == issuer.iss) {
-                p.push(format!(
-                    "issuers[{i}].iss: duplicate issuer `{}`",
-                    issuer.iss
-                ));
-            }
-        }
-
-        let identity = IdentityConfig::from_raw(&raw.identity, base_dir, &mut p);
-
-        let upstreams: Vec<UpstreamConfig> = raw
-            .upstreams
-            .iter()
-            .map(|(name, u)| UpstreamConfig::from_raw(name, u, &mut p))
-            .collect();
-
-        let sessions = SessionsConfig::from_raw(&raw.sessions, &raw.upstreams, &mut p);
-
-        let login = p.take(crate::throttle::ThrottlePolicy::from_raw(&raw.login));
-        if raw.login.max_concurrent_checks == 0 {
-            p.push("login.max_concurrent_checks: must be at least 1");
-        }
-
-        let body_timeouts = BodyTimeouts::from_raw(&raw.limits, &mut p);
-        if raw.limits.header_timeout_ms == 0 {
-            p.push("limits.header_timeout_ms: must be greater than 0");
-        }
-        if raw.limits.max_body_bytes == 0 {
-            p.push("limits.max_body_bytes: must be greater than 0");
-        }
-
-        let cors = crate::policy::cors::policies_from_raw(&raw.cors, &mut p);
-        let routes = crate::policy::routing::routes_from_raw(
-            &raw.routes,
-            &crate::policy::routing::RouteDefaults {
-                upstreams: &raw.upstreams,
-                cors: &cors,
-                cors_defined: &raw.cors,
-                max_body_bytes: raw.limits.max_body_bytes,
-            },
-            &mut p,
-        );
-
-        let log_format = p.take(LogFormat::parse(&raw.log.format));
-
-        let security_headers =
-            crate::http::respond::security_headers_from_raw(&raw.security_headers, &mut p);
-
-        p.into_result()?;
-        let (
-            Some(listen),
-            Some(admin_listen),
-            Some(admin_token),
-            Some(backend),
-            Some(jwt),
-            Some(identity),
-            Some(log_format),
-            Some(login),
-        ) = (
-            listen,
-            admin_listen,
-            admin_token,
-            store_backend,
-            jwt,
-            identity,
-            log_format,
-            login,
-        )
-        else {
-            return Err(ConfigError::single("invalid configuration"));
-        };
-        Ok(Self {
-            listen,
-            trusted_proxies: trusted_proxies.clone(),
-            server: ServerSettings {
-                threads: s.threads,
-                grace_period: Duration::from_secs(s.grace_period_seconds),
-                graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
-                upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
-                keepalive_idle: Duration::from_secs(s.keepalive_idle_seconds),
-            },
-            admin: AdminConfig {
-                listen: admin_listen,
-                token: admin_token,
-            },
-            store: StoreConfig {
-                backend,
-                key_prefix: raw.store.key_prefix,
-                timeout: Duration::from_millis(raw.store.timeout_ms),
-            },
-            jwt,
-            identity,
-            sessions,
-            login,
-            max_concurrent_checks: raw.login.max_concurrent_checks,
-            max_body_bytes: raw.limits.max_body_bytes,
-            body_timeouts,
-            connections: crate::http::conn::ConnLimits {
-                header_timeout: Duration::from_millis(raw.limits.header_timeout_ms),
-                max_per_ip: raw.limits.max_connections_per_ip,
-                exempt: trusted_proxies.clone(),
-            },
-            upstreams,
-            routes,
-            issuers,
-            log_format,
-            log_filter: raw.log.filter,
-            access_log: raw.log.access,
-            security_headers,
-            request_metrics: raw.metrics.enabled,
+        Some(Self {
+            backend: backend?,
+            key_prefix: s.key_prefix.clone(),
+            timeout: Duration::from_millis(s.timeout_ms),
         })
     }
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -20,22 +19,26 @@ use crate::http::body::{self, BodyTimeouts};
 use crate::http::ctx::{Handler, RequestCtx};
 use crate::http::respond::{self, Synthetic};
 use crate::http::upstream::Pool;
-use crate::http::{conn, framing, headers, pingora_error};
-use crate::login::flow::{LoginClient, LoginFlow};
+use crate::http::{conn, headers, pingora_error};
+use crate::login::flow::LoginFlow;
 use crate::login::logout::Logout;
 use crate::login::SessionsConfig;
 use crate::obs::access_log::{AccessEntry, AccessLog};
 use crate::obs::metrics::{bounded_method, status_class, InFlight, Metrics};
 use crate::obs::trace::TraceParent;
-use crate::policy::client::{client_ip, IpNet};
-use crate::policy::cors::{decide_request, Decision};
-use crate::policy::routing::{check_path, AuthMode, Route, RouteTable};
+use crate::policy::client::IpNet;
+use crate::policy::routing::RouteTable;
 use crate::tokens::assertion::Asserter;
-use crate::tokens::authn::{AuthFailure, AuthOutcome, Authenticator, Credentials};
+use crate::tokens::authn::Authenticator;
 
 /// Where the public keys of own tokens are published when they are signed with EdDSA (RFC 8414 style
 /// well-known path; the file is a JWKS, RFC 7517).
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+mod admission;
+mod endpoints;
+
+use self::admission::Admit;
 
 /// Everything the gateway needs, built once from `Config` in `lib.rs`.
 pub(crate) struct Gateway {
@@ -54,245 +57,6 @@ pub(crate) struct Gateway {
     pub(crate) body_timeouts: BodyTimeouts,
     pub(crate) security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
     pub(crate) clock: SharedClock,
-}
-
-/// What `admit` decided.
-enum Admit {
-    /// Forward to the route's upstream.
-    Forward,
-    /// The proxy answers itself.
-    Answer(Synthetic),
-}
-
-/// The proxy's own endpoints.
-enum Endpoint {
-    Jwks,
-    Login,
-    Logout,
-    LogoutAll,
-}
-
-impl Gateway {
-    /// The request filter's work, in order (see the phase table in `lib.rs`).
-    async fn admit(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Admit, ProxyError> {
-        if let Some(h1) = session.as_downstream().as_http1() {
-            framing::check_raw_head(&h1.get_headers_raw_bytes())?;
-        }
-        framing::check_head(session.req_header())?;
-        self.resolve_client(session, ctx);
-        headers::strip_inbound(session.req_header_mut())?;
-        let req = session.req_header();
-        if req.method == Method::TRACE || req.method == Method::CONNECT {
-            return Err(ProxyError::MethodNotAllowed {
-                allow: crate::error::FORWARDABLE_METHODS.into(),
-            });
-        }
-        let path = req.uri.path();
-        check_path(path).map_err(|_| ProxyError::InvalidPath)?;
-        if let Some(endpoint) = self.endpoint(path) {
-            return self
-                .own_endpoint(endpoint, session, ctx)
-                .await
-                .map(Admit::Answer);
-        }
-        let route = Arc::clone(self.routes.route(path).ok_or(ProxyError::NotFound)?);
-        ctx.handler = Handler::Route(Arc::clone(&route));
-        self.route_checks(&route, session.req_header(), ctx).await
-    }
-
-    /// A route's checks: CORS, methods, the declared body, authentication.
-    async fn route_checks(
-        &self,
-        route: &Route<Arc<Pool>>,
-        req: &RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<Admit, ProxyError> {
-        if let Some(policy) = &route.cors {
-            ctx.cors.route = true;
-            match decide_request(policy, &req.method, &req.headers, &route.methods) {
-                Decision::NotCors | Decision::DisallowedSafe => {}
-                Decision::Allowed(h) => ctx.cors.headers = h,
-                Decision::PreflightAllowed(h) => {
-                    ctx.cors.headers = h;
-                    return Ok(Admit::Answer(Synthetic::empty(StatusCode::NO_CONTENT)));
-                }
-                Decision::RefusedUnsafe => {
-                    self.metrics.cors_rejections.inc();
-                    return Err(ProxyError::OriginNotAllowed);
-                }
-                Decision::PreflightRefused => {
-                    self.metrics.cors_rejections.inc();
-                    return Err(ProxyError::PreflightRefused);
-                }
-            }
-        }
-        if !route.methods.contains(&req.method) {
-            return Err(ProxyError::MethodNotAllowed {
-                allow: route.allow.clone(),
-            });
-        }
-        ctx.body.limit = route.max_body_bytes;
-        body::check_declared(req, route.max_body_bytes)?;
-        if route.auth == AuthMode::None {
-            return Ok(Admit::Forward);
-        }
-        let creds = Credentials {
-            headers: &req.headers,
-            query: req.uri.query(),
-        };
-        match self.authn.authenticate(&creds, self.clock.now()).await {
-            Ok(caller) => {
-                ctx.auth = AuthOutcome::Ok;
-                ctx.caller = Some(caller);
-            }
-            Err(AuthFailure::Missing) if route.auth == AuthMode::Optional => {
-                ctx.auth = AuthOutcome::Anonymous;
-            }
-            Err(f) => {
-                ctx.auth = f.outcome();
-                return Err(f.error());
-            }
-        }
-        Ok(Admit::Forward)
-    }
-
-    fn endpoint(&self, path: &str) -> Option<Endpoint> {
-        if path == JWKS_PATH && self.authn.tokens.own.publishes_keys() {
-            Some(Endpoint::Jwks)
-        } else if path == self.paths.login_path {
-            Some(Endpoint::Login)
-        } else if path == self.paths.logout_path {
-            Some(Endpoint::Logout)
-        } else if path == self.paths.logout_all_path {
-            Some(Endpoint::LogoutAll)
-        } else {
-            None
-        }
-    }
-
-    /// JWKS, login, logout and logout-all: POST only (GET for the JWKS), answered here.
-    async fn own_endpoint(
-        &self,
-        endpoint: Endpoint,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Synthetic, ProxyError> {
-        let (handler, method, max_body) = match endpoint {
-            Endpoint::Jwks => (Handler::Jwks, Method::GET, 0),
-            Endpoint::Login => (Handler::Login, Method::POST, self.paths.max_body_bytes),
-            Endpoint::Logout => (Handler::Logout, Method::POST, 0),
-            Endpoint::LogoutAll => (Handler::LogoutAll, Method::POST, 0),
-        };
-        ctx.handler = handler;
-        if session.req_header().method != method {
-            return Err(ProxyError::MethodNotAllowed {
-                allow: method.as_str().into(),
-            });
-        }
-        ctx.body.limit = max_body;
-        body::check_declared(session.req_header(), max_body)?;
-        let now = self.clock.now_ms();
-        match endpoint {
-            Endpoint::Jwks => {
-                let jwks = self.authn.tokens.own.jwks(now.secs()).unwrap_or_default();
-                let mut answer = Synthetic::json(StatusCode::OK, jwks);
-                // Verifiers cache the set; five minutes bounds how long a retired key stays trusted.
-                answer.headers = vec![("cache-control", "public, max-age=300".to_owned())];
-                Ok(answer)
-            }
-            Endpoint::Login => {
-                let body = body::read_capped(session, &mut ctx.body, &self.body_timeouts).await?;
-                let client = LoginClient {
-                    ip: ctx.client_ip,
-                    request_id: &ctx.request_id,
-                };
-                let minted = self.login.run(&body, &client, now).await?;
-                Ok(Synthetic::json(StatusCode::OK, self.login.answer(&minted)))
-            }
-            Endpoint::Logout | Endpoint::LogoutAll => {
-                let req = session.req_header();
-                let creds = Credentials {
-                    headers: &req.headers,
-                    query: req.uri.query(),
-                };
-                let all = matches!(endpoint, Endpoint::LogoutAll);
-                let verified = if all {
-                    self.authn.authenticate(&creds, now.secs()).await
-                } else {
-                    self.authn.verify(&creds, now.secs()).await
-                };
-                let caller = verified.map_err(|f| {
-                    ctx.auth = f.outcome();
-                    f.error()
-                })?;
-                ctx.auth = AuthOutcome::Ok;
-                if all {
-                    self.logout.all(&caller, now.secs()).await?;
-                } else {
-                    self.logout.one(&caller, now.secs()).await?;
-                }
-                Ok(Synthetic::empty(StatusCode::NO_CONTENT))
-            }
-        }
-    }
-
-    /// Client address from the connection; forwarded headers only from trusted proxies (R-LOGIN-8).
-    fn resolve_client(&self, session: &Session, ctx: &mut RequestCtx) {
-        let Some(peer) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        else {
-            return;
-        };
-        let headers = &session.req_header().headers;
-        let xff: Vec<&str> = if self.trusted_proxies.is_empty() {
-            Vec::new()
-        } else {
-            headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect()
-        };
-        ctx.client_ip = Some(client_ip(peer, &xff, &self.trusted_proxies));
-        ctx.host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-    }
-
-    /// Writes the answer for `err`; the one place refusals become responses.
-    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: &ProxyError) {
-        self.count_refusal(err);
-        // An early answer must not leave unread body bytes on a reused connection (R-HTTP-3).
-        let close = err.closes_connection()
-            || (body::has_body(session.req_header()) && !session.is_body_done());
-        let answer = Synthetic::refusal(err, &self.realm, close);
-        let _ = respond::write(session, answer, &ctx.answer()).await;
-        if close && !session.is_body_done() {
-            body::drain_briefly(session).await;
-        }
-    }
-
-    fn count_refusal(&self, err: &ProxyError) {
-        match err {
-            ProxyError::PayloadTooLarge { .. } => self.metrics.body_limit_rejections.inc(),
-            ProxyError::InvalidRequest
-            | ProxyError::InvalidPath
-            | ProxyError::UriTooLong
-            | ProxyError::HeadersTooLarge => self
-                .metrics
-                .framing_rejections
-                .with_label_values(&[err.code()])
-                .inc(),
-            _ => {}
-        }
-    }
 }
 
 /// A valid `X-Request-Id` is a UUID; anything else is replaced.

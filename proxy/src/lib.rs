@@ -22,6 +22,7 @@
 //!
 //! `main.rs` is a shell: tests and the binary run the same [`build`] and [`EdgeProxy::run`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -131,7 +132,58 @@ pub fn build_with_stores(config: Config, stores: Stores) -> anyhow::Result<EdgeP
 
 /// Like [`build_with_stores`] on `clock` (tests move time instead of sleeping).
 pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow::Result<EdgeProxy> {
-    let Stores { sessions, attempts } = stores;
+    let mut server = pingora_server(&config);
+    let metrics = Arc::new(obs::metrics::Metrics::new().context("registering metrics")?);
+    let mut pools = BTreeMap::new();
+    for u in &config.upstreams {
+        let (pool, health) = http::upstream::Pool::from_config(u)?;
+        server.add_service(health);
+        pools.insert(u.name.clone(), Arc::new(pool));
+    }
+    let parts = Parts {
+        stores,
+        metrics,
+        pools,
+        clock,
+    };
+    let gateway = gateway(&config, &parts)?;
+    let app = http::conn::EdgeApp::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        config.connections.clone(),
+        &parts.metrics.connections_refused,
+        &parts.metrics.framing_rejections,
+        &config.security_headers,
+    );
+    let mut proxy = pingora::services::listening::Service::new("edge-proxy".into(), app);
+    proxy.add_tcp(&config.listen.to_string());
+    server.add_service(proxy);
+    let (admin, admin_addr) = admin_service(&config, parts)?;
+    server.add_service(admin);
+    Ok(EdgeProxy {
+        server,
+        listen: config.listen,
+        admin: admin_addr,
+    })
+}
+
+/// What the gateway and the admin API share.
+struct Parts {
+    stores: Stores,
+    metrics: Arc<obs::metrics::Metrics>,
+    pools: BTreeMap<String, Arc<http::upstream::Pool>>,
+    clock: SharedClock,
+}
+
+impl Parts {
+    fn pool(&self, name: &str) -> anyhow::Result<Arc<http::upstream::Pool>> {
+        self.pools
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no upstream pool named `{name}`"))
+    }
+}
+
+fn pingora_server(config: &Config) -> Server {
     let mut conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -142,81 +194,74 @@ pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
     conf.daemon = false;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    server
+}
 
-    let metrics = Arc::new(obs::metrics::Metrics::new().context("registering metrics")?);
-    let mut pools = std::collections::HashMap::new();
-    for u in &config.upstreams {
-        let (pool, health) = http::upstream::Pool::from_config(u)?;
-        server.add_service(health);
-        pools.insert(u.name.clone(), Arc::new(pool));
-    }
-    let pool = |name: &str| {
-        pools
-            .get(name)
-            .cloned()
-            .with_context(|| format!("no upstream pool named `{name}`"))
-    };
-    let routes = policy::routing::RouteTable::new(
-        config
-            .routes
-            .iter()
-            .map(|r| Ok(r.clone().with_pool(pool(&r.upstream)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-    );
-    let login_pool = pool(&config.sessions.upstream).context("the sessions upstream")?;
-
+/// The token side: own tokens, external issuers, the authenticator.
+fn authenticator(
+    config: &Config,
+    parts: &Parts,
+) -> anyhow::Result<Arc<tokens::authn::Authenticator>> {
     let external = config
         .issuers
         .iter()
         .map(|issuer| {
-            tokens::issuer::Issuer::new(
-                issuer.clone(),
-                metrics.jwks_fetches.clone(),
-                Arc::clone(&clock),
-            )
-            .map(Arc::new)
-            .with_context(|| format!("preparing issuer `{}`", issuer.name))
+            let fetches = parts.metrics.jwks_fetches.clone();
+            tokens::issuer::Issuer::new(issuer.clone(), fetches, Arc::clone(&parts.clock))
+                .map(Arc::new)
+                .with_context(|| format!("preparing issuer `{}`", issuer.name))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let own = Arc::new(tokens::own::TokenService::from_config(&config.jwt));
-    let verifier = Arc::new(tokens::Verifier::new(
-        Arc::clone(&own),
-        external,
-        std::time::Duration::from_secs(config.jwt.leeway_secs.unsigned_abs()),
-    ));
+    let leeway = std::time::Duration::from_secs(config.jwt.leeway_secs.unsigned_abs());
+    let verifier = Arc::new(tokens::Verifier::new(own, external, leeway));
+    Ok(Arc::new(tokens::authn::Authenticator::new(
+        verifier,
+        Arc::clone(&parts.stores.sessions),
+        Arc::clone(&parts.metrics),
+    )))
+}
+
+fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| Ok(r.clone().with_pool(parts.pool(&r.upstream)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let authn = authenticator(config, parts)?;
+    let own = Arc::clone(&authn.tokens.own);
     let asserter = Arc::new(tokens::assertion::Asserter::from_config(&config.identity));
-    let authn = Arc::new(tokens::authn::Authenticator::new(
-        Arc::clone(&verifier),
-        Arc::clone(&sessions),
-        Arc::clone(&metrics),
-    ));
-    let gateway = Gateway {
-        routes,
+    let credentials = login::credentials::CredentialClient::new(
+        &config.sessions.verify_path,
+        config.sessions.verify_timeout,
+    )
+    .context("building the credential-check client")?;
+    let Stores { sessions, attempts } = &parts.stores;
+    Ok(Gateway {
+        routes: policy::routing::RouteTable::new(routes),
         login: login::flow::LoginFlow {
             own: Arc::clone(&own),
-            sessions: Arc::clone(&sessions),
-            attempts: Arc::clone(&attempts),
+            sessions: Arc::clone(sessions),
+            attempts: Arc::clone(attempts),
             check_permits: tokio::sync::Semaphore::new(config.max_concurrent_checks),
             asserter: Arc::clone(&asserter),
-            credentials: login::credentials::CredentialClient::new(
-                &config.sessions.verify_path,
-                config.sessions.verify_timeout,
-            )
-            .context("building the credential-check client")?,
-            peers: login_pool,
-            metrics: Arc::clone(&metrics),
+            credentials,
+            peers: parts
+                .pool(&config.sessions.upstream)
+                .context("the sessions upstream")?,
+            metrics: Arc::clone(&parts.metrics),
         },
         logout: login::logout::Logout {
             own_lifetime_secs: own.lifetime_secs(),
-            sessions: Arc::clone(&sessions),
-            metrics: Arc::clone(&metrics),
+            sessions: Arc::clone(sessions),
+            metrics: Arc::clone(&parts.metrics),
         },
         authn,
         asserter,
         paths: config.sessions.clone(),
         realm: config.jwt.realm.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
-        metrics: Arc::clone(&metrics),
+        metrics: Arc::clone(&parts.metrics),
         keepalive_idle: config.server.keepalive_idle,
         access_log: obs::access_log::AccessLog::new(
             config.access_log,
@@ -225,28 +270,30 @@ pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         request_metrics: config.request_metrics,
         body_timeouts: config.body_timeouts,
         security_headers: Arc::new(config.security_headers.clone()),
-        clock: Arc::clone(&clock),
-    };
+        clock: Arc::clone(&parts.clock),
+    })
+}
 
-    let app = http::conn::EdgeApp::new(
-        pingora::proxy::http_proxy(&server.configuration, gateway),
-        config.connections.clone(),
-        &metrics.connections_refused,
-        &metrics.framing_rejections,
-        &config.security_headers,
-    );
-    let mut proxy = pingora::services::listening::Service::new("edge-proxy".into(), app);
-    proxy.add_tcp(&config.listen.to_string());
-    server.add_service(proxy);
-
-    let admin_listener = std::net::TcpListener::bind(config.admin.listen)
+/// The admin listener, bound now (so port 0 works and a bind error is a start-up error).
+fn admin_service(
+    config: &Config,
+    parts: Parts,
+) -> anyhow::Result<(
+    pingora::services::background::GenBackgroundService<admin::AdminService>,
+    SocketAddr,
+)> {
+    let listener = std::net::TcpListener::bind(config.admin.listen)
         .with_context(|| format!("binding the admin listener on {}", config.admin.listen))?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .context("reading the admin address")?;
-    let admin_state = admin::AdminState {
-        sessions,
-        attempts,
+    let addr = listener.local_addr().context("reading the admin address")?;
+    let Parts {
+        stores,
+        metrics,
+        pools,
+        clock,
+    } = parts;
+    let state = admin::AdminState {
+        sessions: stores.sessions,
+        attempts: stores.attempts,
         pools: Arc::new(pools.into_values().collect()),
         metrics,
         token_digest: admin::AdminState::token_digest(&config.admin.token),
@@ -261,16 +308,11 @@ pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         public_listener: Arc::new(admin::PublicListener::new(config.listen)),
         clock,
     };
-    server.add_service(pingora::services::background::background_service(
+    let service = pingora::services::background::background_service(
         "admin",
-        admin::AdminService::new(admin_listener, admin_state),
-    ));
-
-    Ok(EdgeProxy {
-        server,
-        listen: config.listen,
-        admin: admin_addr,
-    })
+        admin::AdminService::new(listener, state),
+    );
+    Ok((service, addr))
 }
 
 pub use settings::init_tracing;

@@ -13,6 +13,7 @@
 
 use async_trait::async_trait;
 
+use crate::clock::UnixMillis;
 use crate::raw::RawLogin;
 use crate::store::StoreError;
 
@@ -231,6 +232,9 @@ impl ThrottlePolicy {
     /// Validates `[login]` (problems joined into one message).
     pub fn from_raw(l: &RawLogin) -> Result<Self, String> {
         let mut problems = Vec::new();
+        if l.max_concurrent_checks == 0 {
+            problems.push("login.max_concurrent_checks: must be at least 1".to_owned());
+        }
         if l.backoff_after == 0 {
             problems.push("login.backoff_after: must be at least 1".to_owned());
         }
@@ -286,27 +290,31 @@ impl ThrottlePolicy {
     }
 }
 
+/// One login attempt, as the throttle keys it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The normalised account (never logged raw).
+    pub account: &'a str,
+    pub ip: &'a str,
+    /// The request id: the in-flight lease's holder.
+    pub id: &'a str,
+}
+
+/// Store methods take the current time last, as [`UnixMillis`].
 #[async_trait]
 pub trait AttemptStore: Send + Sync + 'static {
-    /// Atomically: IP ban, IP rate, account block/lock, and the account's in-flight lease for `attempt`.
-    async fn begin(
-        &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
-        now_ms: i64,
-    ) -> Result<Begin, StoreError>;
-    /// Atomically: record the outcome and release the lease held by `attempt`.
+    /// Atomically: IP ban, IP rate, account block/lock, and the account's in-flight lease for the
+    /// attempt.
+    async fn begin(&self, attempt: &Attempt<'_>, now: UnixMillis) -> Result<Begin, StoreError>;
+    /// Atomically: record the outcome and release the lease held by the attempt.
     async fn finish(
         &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
+        attempt: &Attempt<'_>,
         outcome: Outcome,
-        now_ms: i64,
+        now: UnixMillis,
     ) -> Result<Finished, StoreError>;
     /// The account's state (admin).
-    async fn account(&self, account: &str, now_ms: i64) -> Result<AccountState, StoreError>;
+    async fn account(&self, account: &str, now: UnixMillis) -> Result<AccountState, StoreError>;
     /// Clears every trace of the account (admin unlock, R-LOGIN-4).
     async fn unlock(&self, account: &str) -> Result<(), StoreError>;
 }

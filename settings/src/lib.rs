@@ -18,6 +18,8 @@
 //! [`init_tracing`] sets up logging the same way for both binaries (`log.format`, `log.filter`), and
 //! [`healthcheck`] is their `healthcheck` subcommand (a probe of the running service's admin listener).
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -3,14 +3,14 @@
 //! Delete rule: a category with subcategories is refused (409 `category_has_children`, move or
 //! delete them first); todos in a deleted category are kept and become uncategorised.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{double_option, parse_id, AppJson};
+use super::{double_option, AppJson, AppPath};
 use crate::domain::{category_tree, Category, CategoryName, CategoryNode};
 use crate::error::{ApiError, ErrorBody};
 use crate::identity::Identity;
@@ -90,10 +90,9 @@ pub struct PatchCategory {
 pub async fn patch(
     State(state): State<AppState>,
     id: Identity,
-    Path(cat_id): Path<String>,
+    AppPath(cat_id): AppPath<Uuid>,
     AppJson(req): AppJson<PatchCategory>,
 ) -> Result<Json<Category>, ApiError> {
-    let cat_id = parse_id(&cat_id)?;
     let name = match req.name {
         Some(Some(n)) => Some(CategoryName::parse(&n).map_err(|m| ApiError::field("name", m))?),
         Some(None) => return Err(ApiError::field("name", "must not be null")),
@@ -117,9 +116,8 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     id: Identity,
-    Path(cat_id): Path<String>,
+    AppPath(cat_id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let cat_id = parse_id(&cat_id)?;
     if state.store.delete_category(id.user_id, cat_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -1,7 +1,7 @@
 //! Todos: create, get, list (filters, ordering, pagination with a total), patch, delete.
 //! Every query is scoped to the caller; another user's todo answers 404.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use time::Date;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{double_option, parse_id, AppJson, AppQuery};
+use super::{double_option, AppJson, AppPath, AppQuery};
 use crate::domain::{
     CategoryFilter, NewTodo, SortOrder, Todo, TodoDescription, TodoFilter, TodoPatch, TodoSort,
     TodoTitle,
@@ -219,9 +219,8 @@ pub async fn create(
 pub async fn get_one(
     State(state): State<AppState>,
     id: Identity,
-    Path(todo_id): Path<String>,
+    AppPath(todo_id): AppPath<Uuid>,
 ) -> Result<Json<Todo>, ApiError> {
-    let todo_id = parse_id(&todo_id)?;
     let todo = state
         .store
         .todo(id.user_id, todo_id)
@@ -261,10 +260,9 @@ pub struct PatchTodo {
 pub async fn patch(
     State(state): State<AppState>,
     id: Identity,
-    Path(todo_id): Path<String>,
+    AppPath(todo_id): AppPath<Uuid>,
     AppJson(req): AppJson<PatchTodo>,
 ) -> Result<Json<Todo>, ApiError> {
-    let todo_id = parse_id(&todo_id)?;
     let mut problems = Vec::new();
     let mut patch = TodoPatch {
         category_id: req.category_id,
@@ -323,9 +321,8 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     id: Identity,
-    Path(todo_id): Path<String>,
+    AppPath(todo_id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let todo_id = parse_id(&todo_id)?;
     if state.store.delete_todo(id.user_id, todo_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

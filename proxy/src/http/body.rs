@@ -20,8 +20,11 @@ pub struct BodyTimeouts {
 }
 
 impl BodyTimeouts {
-    /// Validates the body keys of `[limits]`.
+    /// Validates the body keys of `[limits]` (the default body limit included).
     pub fn from_raw(l: &RawLimits, p: &mut Problems) -> Self {
+        if l.max_body_bytes == 0 {
+            p.push("limits.max_body_bytes: must be greater than 0");
+        }
         if l.body_idle_timeout_ms == 0 {
             p.push("limits.body_idle_timeout_ms: must be greater than 0");
         }

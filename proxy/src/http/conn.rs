@@ -41,6 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::policy::client::IpNet;
+use crate::raw::RawLimits;
+use settings::Problems;
 
 pub(crate) mod canned;
 pub(crate) mod chunked;
@@ -58,6 +60,20 @@ pub struct ConnLimits {
     /// 0 turns the per-IP limit off.
     pub max_per_ip: usize,
     pub exempt: Vec<IpNet>,
+}
+
+impl ConnLimits {
+    /// Validates the connection keys of `[limits]`; trusted proxies are exempt from the per-IP limit.
+    pub(crate) fn from_raw(l: &RawLimits, exempt: &[IpNet], p: &mut Problems) -> Self {
+        if l.header_timeout_ms == 0 {
+            p.push("limits.header_timeout_ms: must be greater than 0");
+        }
+        Self {
+            header_timeout: Duration::from_millis(l.header_timeout_ms),
+            max_per_ip: l.max_connections_per_ip,
+            exempt: exempt.to_vec(),
+        }
+    }
 }
 
 /// The first head, timed from accept.

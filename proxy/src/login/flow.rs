@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::clock::UnixMillis;
+use crate::clock::{UnixMillis, UnixSecs};
 use crate::error::ProxyError;
 use crate::login::credentials::{
-    email_of_malformed, normalise_account, CredentialClient, LoginRequest, VerifyError,
+    email_of_malformed, normalise_account, CredentialClient, LoginRequest, VerifiedUser,
+    VerifyError,
 };
 use crate::obs::metrics::Metrics;
 use crate::session::{SessionStore, TokenRef};
-use crate::throttle::{retry_after_secs, AttemptStore, Begin, Outcome};
+use crate::throttle::{retry_after_secs, Attempt, AttemptStore, Begin, Outcome};
 use crate::tokens::assertion::{Asserter, Subject, SERVICE_SUBJECT};
 use crate::tokens::own::{Minted, TokenService};
 
@@ -47,11 +48,21 @@ pub(crate) struct LoginFlow {
     pub metrics: Arc<Metrics>,
 }
 
-/// One login attempt's throttle key.
-struct Attempt<'a> {
+/// One login attempt's throttle key, owned.
+struct Key<'a> {
     account: String,
     ip: String,
     id: &'a str,
+}
+
+impl Key<'_> {
+    fn attempt(&self) -> Attempt<'_> {
+        Attempt {
+            account: &self.account,
+            ip: &self.ip,
+            id: self.id,
+        }
+    }
 }
 
 impl LoginFlow {
@@ -71,7 +82,7 @@ impl LoginFlow {
             self.count("bad_request");
             return Err(ProxyError::InvalidRequest);
         };
-        let attempt = Attempt {
+        let key = Key {
             account: normalise_account(&email),
             ip: client
                 .ip
@@ -86,53 +97,69 @@ impl LoginFlow {
                 retry_after_secs: 1,
             });
         };
-
-        // Check and reserve before any verification (R-LOGIN-7): blocked, locked, banned or already in
-        // flight → 429 without calling the upstream, whatever the password (R-LOGIN-2).
-        let begin = self
-            .metrics
-            .store_call(
-                "login_begin",
-                self.attempts
-                    .begin(&attempt.account, &attempt.ip, attempt.id, now.get()),
-            )
-            .await?;
-        if let Begin::Throttled {
-            reason,
-            retry_after_ms,
-        } = begin
-        {
-            self.count(reason.result_label());
-            tracing::info!(account = %account_hash(&attempt.account), ?reason, "login throttled");
-            return Err(ProxyError::TooManyAttempts {
-                retry_after_secs: retry_after_secs(retry_after_ms),
-            });
-        }
-
+        self.reserve(&key, now).await?;
         let Some(req) = parsed else {
             // R-LOGIN-9: a malformed body naming an account counts as one failure for it.
-            self.finish(&attempt, Outcome::Failure, now).await?;
+            self.finish(&key, Outcome::Failure, now).await?;
             self.count("bad_request");
             return Err(ProxyError::InvalidRequest);
         };
+        let user = self.checked(&key, &req, now).await?;
+        self.finish(&key, Outcome::Success, now).await?;
+        let minted = self.mint_session(&user, now.secs()).await?;
+        self.count("success");
+        Ok(minted)
+    }
+
+    /// Check and reserve before any verification (R-LOGIN-7): blocked, locked, banned or already in
+    /// flight → 429 without calling the upstream, whatever the password (R-LOGIN-2).
+    async fn reserve(&self, key: &Key<'_>, now: UnixMillis) -> Result<(), ProxyError> {
+        let begin = self
+            .metrics
+            .store_call("login_begin", self.attempts.begin(&key.attempt(), now))
+            .await?;
+        let Begin::Throttled {
+            reason,
+            retry_after_ms,
+        } = begin
+        else {
+            return Ok(());
+        };
+        self.count(reason.result_label());
+        tracing::info!(account = %account_hash(&key.account), ?reason, "login throttled");
+        Err(ProxyError::TooManyAttempts {
+            retry_after_secs: retry_after_secs(retry_after_ms),
+        })
+    }
+
+    /// The credential check, with its outcome recorded unless it succeeded: a refusal is a failure
+    /// for the account, anything else abandons the attempt.
+    async fn checked(
+        &self,
+        key: &Key<'_>,
+        req: &LoginRequest,
+        now: UnixMillis,
+    ) -> Result<VerifiedUser, ProxyError> {
         let checked = match self.peers.select() {
             None => Err(ProxyError::BadGateway),
-            Some(peer) => self.check(peer, &req, client.request_id, now).await,
+            Some(peer) => self.check(peer, req, key.id, now).await,
         };
-        let user = match checked {
-            Ok(user) => user,
+        match checked {
+            Ok(user) => Ok(user),
             Err(e @ ProxyError::InvalidCredentials) => {
-                self.finish(&attempt, Outcome::Failure, now).await?;
+                self.finish(key, Outcome::Failure, now).await?;
                 self.count("invalid");
-                return Err(e);
+                Err(e)
             }
             Err(e) => {
-                let _ = self.finish(&attempt, Outcome::Abandoned, now).await;
-                return Err(e);
+                let _ = self.finish(key, Outcome::Abandoned, now).await;
+                Err(e)
             }
-        };
-        self.finish(&attempt, Outcome::Success, now).await?;
-        let now = now.secs();
+        }
+    }
+
+    /// Mints the access token and records its session.
+    async fn mint_session(&self, user: &VerifiedUser, now: UnixSecs) -> Result<Minted, ProxyError> {
         let minted = self
             .own
             .mint(&user.user_id, &user.email, &user.roles, now)
@@ -140,17 +167,11 @@ impl LoginFlow {
                 tracing::error!(%error, "minting an access token failed");
                 ProxyError::Internal
             })?;
+        let session = TokenRef::from(&minted.claims);
+        let exp = UnixSecs(minted.claims.exp);
         self.metrics
-            .store_call(
-                "session_insert",
-                self.sessions.insert(
-                    &TokenRef::from(&minted.claims),
-                    crate::clock::UnixSecs(minted.claims.exp),
-                    now,
-                ),
-            )
+            .store_call("session_insert", self.sessions.insert(&session, exp, now))
             .await?;
-        self.count("success");
         Ok(minted)
     }
 
@@ -171,7 +192,7 @@ impl LoginFlow {
         req: &LoginRequest,
         request_id: &str,
         now: UnixMillis,
-    ) -> Result<crate::login::credentials::VerifiedUser, ProxyError> {
+    ) -> Result<VerifiedUser, ProxyError> {
         let service = self.service_assertion(request_id, now)?;
         self.metrics.login_verifications.inc();
         match self
@@ -212,7 +233,7 @@ impl LoginFlow {
     /// Records a login outcome and releases the in-flight lease; counts and logs lockouts and bans.
     async fn finish(
         &self,
-        a: &Attempt<'_>,
+        a: &Key<'_>,
         outcome: Outcome,
         now: UnixMillis,
     ) -> Result<(), ProxyError> {
@@ -220,8 +241,7 @@ impl LoginFlow {
             .metrics
             .store_call(
                 "login_finish",
-                self.attempts
-                    .finish(&a.account, &a.ip, a.id, outcome, now.get()),
+                self.attempts.finish(&a.attempt(), outcome, now),
             )
             .await?;
         let hash = account_hash(&a.account);

@@ -6,14 +6,11 @@
 //! The `prometheus` crate (tikv) does the exposition; its registry is per instance and its types are
 //! cheap to clone, which is what a per-`Gateway` registry needs.
 
-use prometheus::core::Collector;
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use settings::metrics::{MetricSet, Spec};
 
 use crate::error::ProxyError;
 use crate::store::StoreError;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
 
 /// Buckets from 50 µs to 10 s: proxy-local work is sub-millisecond and must be told apart from
 /// upstream latency (50 µs and 500 µs fall in different buckets).
@@ -23,7 +20,7 @@ pub(crate) const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: Registry,
+    set: MetricSet,
     /// `route`, `method`, `status` (class: 2xx … 5xx).
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
@@ -53,154 +50,126 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
 }
 
-fn register<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, prometheus::Error> {
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
-    register(r, IntCounter::new(name, help)?)
-}
-
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, prometheus::Error> {
-    register(r, IntCounterVec::new(Opts::new(name, help), labels)?)
-}
-
-fn histogram(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    label: &str,
-) -> Result<HistogramVec, prometheus::Error> {
-    register(
-        r,
-        HistogramVec::new(
-            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-            &[label],
-        )?,
-    )
-}
+const REQUESTS: Spec = Spec::new(
+    "edge_proxy_requests_total",
+    "Requests by route, method and status class",
+    &["route", "method", "status"],
+);
+const REQUEST_DURATION: Spec = Spec::new(
+    "edge_proxy_request_duration_seconds",
+    "Time from request start to the end of the response, by route",
+    &["route"],
+);
+const IN_FLIGHT: Spec = Spec::new(
+    "edge_proxy_requests_in_flight",
+    "Requests being handled",
+    &[],
+);
+const UPSTREAM_DURATION: Spec = Spec::new(
+    "edge_proxy_upstream_duration_seconds",
+    "Time from choosing a peer to its response header, by upstream",
+    &["upstream"],
+);
+const UPSTREAM_ERRORS: Spec = Spec::new(
+    "edge_proxy_upstream_errors_total",
+    "Failed upstream exchanges (connect, timeout, reset), by upstream",
+    &["upstream"],
+);
+const UPSTREAM_HEALTHY_PEERS: Spec = Spec::new(
+    "edge_proxy_upstream_healthy_peers",
+    "Peers passing their health check, by upstream",
+    &["upstream"],
+);
+const AUTH_DECISIONS: Spec = Spec::new(
+    "edge_proxy_auth_decisions_total",
+    "Token checks on protected routes by result",
+    &["result"],
+);
+const AUTH_FAILURES: Spec = Spec::new(
+    "edge_proxy_auth_failures_total",
+    "Refused credentials by reason",
+    &["reason"],
+);
+const LOGIN_ATTEMPTS: Spec = Spec::new(
+    "edge_proxy_login_attempts_total",
+    "Login attempts by result",
+    &["result"],
+);
+const LOGIN_VERIFICATIONS: Spec = Spec::new(
+    "edge_proxy_login_verifications_total",
+    "Credential checks sent to the upstream",
+    &[],
+);
+const LOCKOUTS: Spec = Spec::new(
+    "edge_proxy_lockouts_total",
+    "Accounts locked (or long-blocked) by consecutive login failures",
+    &[],
+);
+const IP_BANS: Spec = Spec::new(
+    "edge_proxy_ip_bans_total",
+    "Client IPs banned for login failures",
+    &[],
+);
+const BODY_LIMIT_REJECTIONS: Spec = Spec::new(
+    "edge_proxy_body_limit_rejections_total",
+    "Requests refused for exceeding their body limit",
+    &[],
+);
+const CORS_REJECTIONS: Spec = Spec::new(
+    "edge_proxy_cors_rejections_total",
+    "Refused CORS preflights and unsafe cross-origin requests",
+    &[],
+);
+const FRAMING_REJECTIONS: Spec = Spec::new(
+    "edge_proxy_framing_rejections_total",
+    "Malformed requests refused at the edge",
+    &["reason"],
+);
+const STORE_DURATION: Spec = Spec::new(
+    "edge_proxy_store_duration_seconds",
+    "Session and throttle store operations by operation",
+    &["op"],
+);
+const STORE_ERRORS: Spec = Spec::new(
+    "edge_proxy_store_errors_total",
+    "Store operations that failed or timed out",
+    &[],
+);
+const JWKS_FETCHES: Spec = Spec::new(
+    "edge_proxy_jwks_fetches_total",
+    "JWKS fetches of external token issuers, by issuer and result",
+    &["issuer", "result"],
+);
+const CONNECTIONS_REFUSED: Spec = Spec::new(
+    "edge_proxy_connections_refused_total",
+    "Connections closed by the per-IP limit or the request-head deadline, by reason",
+    &["reason"],
+);
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let r = Registry::new();
+        let m = MetricSet::new(LATENCY_BUCKETS);
         Ok(Self {
-            requests: counter_vec(
-                &r,
-                "edge_proxy_requests_total",
-                "Requests by route, method and status class",
-                &["route", "method", "status"],
-            )?,
-            request_duration: histogram(
-                &r,
-                "edge_proxy_request_duration_seconds",
-                "Time from request start to the end of the response, by route",
-                "route",
-            )?,
-            in_flight: register(
-                &r,
-                IntGauge::new("edge_proxy_requests_in_flight", "Requests being handled")?,
-            )?,
-            upstream_duration: histogram(
-                &r,
-                "edge_proxy_upstream_duration_seconds",
-                "Time from choosing a peer to its response header, by upstream",
-                "upstream",
-            )?,
-            upstream_errors: counter_vec(
-                &r,
-                "edge_proxy_upstream_errors_total",
-                "Failed upstream exchanges (connect, timeout, reset), by upstream",
-                &["upstream"],
-            )?,
-            upstream_healthy_peers: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "edge_proxy_upstream_healthy_peers",
-                        "Peers passing their health check, by upstream",
-                    ),
-                    &["upstream"],
-                )?,
-            )?,
-            auth_decisions: counter_vec(
-                &r,
-                "edge_proxy_auth_decisions_total",
-                "Token checks on protected routes by result",
-                &["result"],
-            )?,
-            auth_failures: counter_vec(
-                &r,
-                "edge_proxy_auth_failures_total",
-                "Refused credentials by reason",
-                &["reason"],
-            )?,
-            login_attempts: counter_vec(
-                &r,
-                "edge_proxy_login_attempts_total",
-                "Login attempts by result",
-                &["result"],
-            )?,
-            login_verifications: counter(
-                &r,
-                "edge_proxy_login_verifications_total",
-                "Credential checks sent to the upstream",
-            )?,
-            lockouts: counter(
-                &r,
-                "edge_proxy_lockouts_total",
-                "Accounts locked (or long-blocked) by consecutive login failures",
-            )?,
-            ip_bans: counter(
-                &r,
-                "edge_proxy_ip_bans_total",
-                "Client IPs banned for login failures",
-            )?,
-            body_limit_rejections: counter(
-                &r,
-                "edge_proxy_body_limit_rejections_total",
-                "Requests refused for exceeding their body limit",
-            )?,
-            cors_rejections: counter(
-                &r,
-                "edge_proxy_cors_rejections_total",
-                "Refused CORS preflights and unsafe cross-origin requests",
-            )?,
-            framing_rejections: counter_vec(
-                &r,
-                "edge_proxy_framing_rejections_total",
-                "Malformed requests refused at the edge",
-                &["reason"],
-            )?,
-            store_duration: histogram(
-                &r,
-                "edge_proxy_store_duration_seconds",
-                "Session and throttle store operations by operation",
-                "op",
-            )?,
-            store_errors: counter(
-                &r,
-                "edge_proxy_store_errors_total",
-                "Store operations that failed or timed out",
-            )?,
-            jwks_fetches: counter_vec(
-                &r,
-                "edge_proxy_jwks_fetches_total",
-                "JWKS fetches of external token issuers, by issuer and result",
-                &["issuer", "result"],
-            )?,
-            connections_refused: counter_vec(
-                &r,
-                "edge_proxy_connections_refused_total",
-                "Connections closed by the per-IP limit or the request-head deadline, by reason",
-                &["reason"],
-            )?,
-            registry: r,
+            requests: m.counter_vec(&REQUESTS)?,
+            request_duration: m.histogram_vec(&REQUEST_DURATION)?,
+            in_flight: m.gauge(&IN_FLIGHT)?,
+            upstream_duration: m.histogram_vec(&UPSTREAM_DURATION)?,
+            upstream_errors: m.counter_vec(&UPSTREAM_ERRORS)?,
+            upstream_healthy_peers: m.gauge_vec(&UPSTREAM_HEALTHY_PEERS)?,
+            auth_decisions: m.counter_vec(&AUTH_DECISIONS)?,
+            auth_failures: m.counter_vec(&AUTH_FAILURES)?,
+            login_attempts: m.counter_vec(&LOGIN_ATTEMPTS)?,
+            login_verifications: m.counter(&LOGIN_VERIFICATIONS)?,
+            lockouts: m.counter(&LOCKOUTS)?,
+            ip_bans: m.counter(&IP_BANS)?,
+            body_limit_rejections: m.counter(&BODY_LIMIT_REJECTIONS)?,
+            cors_rejections: m.counter(&CORS_REJECTIONS)?,
+            framing_rejections: m.counter_vec(&FRAMING_REJECTIONS)?,
+            store_duration: m.histogram_vec(&STORE_DURATION)?,
+            store_errors: m.counter(&STORE_ERRORS)?,
+            jwks_fetches: m.counter_vec(&JWKS_FETCHES)?,
+            connections_refused: m.counter_vec(&CONNECTIONS_REFUSED)?,
+            set: m,
         })
     }
 
@@ -232,9 +201,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        self.set.render()
     }
 }
 

@@ -16,6 +16,13 @@ pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
     })
 }
 
+/// Validates `trusted_proxies`.
+pub(crate) fn nets_from_raw(raw: &[String], p: &mut settings::Problems) -> Vec<IpNet> {
+    raw.iter()
+        .filter_map(|t| p.take(parse_net(t).map_err(|e| format!("trusted_proxies: {e}"))))
+        .collect()
+}
+
 /// True when `ip` is in one of `nets`; an IPv4-mapped IPv6 address counts as its IPv4 address.
 pub(crate) fn trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = match ip {

@@ -14,7 +14,7 @@ use http::Method;
 use settings::Problems;
 
 use crate::policy::cors::CorsPolicy;
-use crate::raw::{RawCors, RawRoute, RawUpstream};
+use crate::raw::{RawConfig, RawCors, RawRoute, RawUpstream};
 
 /// Paths under this prefix are the upstreams' internal API and never forwarded from the public side.
 pub(crate) const INTERNAL_PREFIX: &str = "/internal";
@@ -78,36 +78,49 @@ impl Route {
 }
 
 /// What a route falls back to, and what it may refer to.
-pub(crate) struct RouteDefaults<'a> {
+struct RouteDefaults<'a> {
     pub upstreams: &'a BTreeMap<String, RawUpstream>,
     pub cors: &'a HashMap<String, Arc<CorsPolicy>>,
     pub cors_defined: &'a BTreeMap<String, RawCors>,
     pub max_body_bytes: u64,
 }
 
-/// Validates `[[routes]]`, pushing every problem (names, prefixes, upstreams, methods, CORS).
-pub(crate) fn routes_from_raw(
-    raw: &[RawRoute],
-    d: &RouteDefaults<'_>,
-    p: &mut Problems,
-) -> Vec<Route> {
-    let mut routes = Vec::new();
+/// Validates `[[routes]]` and the `[cors.*]` policies they use, pushing every problem (names,
+/// prefixes, upstreams, methods, CORS).
+pub(crate) fn routes_from_raw(raw: &RawConfig, p: &mut Problems) -> Vec<Route> {
+    let cors = crate::policy::cors::policies_from_raw(&raw.cors, p);
+    let d = RouteDefaults {
+        upstreams: &raw.upstreams,
+        cors: &cors,
+        cors_defined: &raw.cors,
+        max_body_bytes: raw.limits.max_body_bytes,
+    };
+    let d = &d;
+    let raw = &raw.routes;
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
+    let mut routes = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let key = format!("routes[{i}] ({})", r.name);
-        if r.name.is_empty()
-            || !r
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !names.insert(r.name.clone()) {
+            p.push(format!("{key}.name: duplicate route name"));
+        }
+        if !prefixes.insert((r.prefix.clone(), r.exact)) {
+            p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
+        }
+        routes.extend(Route::from_raw(&key, r, d, p));
+    }
+    routes
+}
+
+impl Route {
+    /// Validates one route; `key` names it in problems.
+    fn from_raw(key: &str, r: &RawRoute, d: &RouteDefaults<'_>, p: &mut Problems) -> Option<Self> {
+        let label_chars = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if r.name.is_empty() || !r.name.chars().all(label_chars) {
             p.push(format!(
                 "{key}.name: use letters, digits, `-` and `_` (it is a metric label)"
             ));
-        }
-        if !names.insert(r.name.clone()) {
-            p.push(format!("{key}.name: duplicate route name"));
         }
         if !valid_prefix(&r.prefix) {
             p.push(format!(
@@ -115,26 +128,15 @@ pub(crate) fn routes_from_raw(
                 r.prefix
             ));
         }
-        if !prefixes.insert((r.prefix.clone(), r.exact)) {
-            p.push(format!("{key}.prefix: duplicate prefix `{}`", r.prefix));
-        }
         if !d.upstreams.contains_key(&r.upstream) {
             p.push(format!(
                 "{key}.upstream: no upstream named `{}`",
                 r.upstream
             ));
         }
-        let auth = match r.auth.as_str() {
-            "required" => Some(AuthMode::Required),
-            "optional" => Some(AuthMode::Optional),
-            "none" => Some(AuthMode::None),
-            other => {
-                p.push(format!(
-                    "{key}.auth: `{other}` is not one of required, optional, none"
-                ));
-                None
-            }
-        };
+        if r.max_body_bytes == Some(0) {
+            p.push(format!("{key}.max_body_bytes: must be greater than 0"));
+        }
         let methods: Vec<Method> = match &r.methods {
             None => DEFAULT_METHODS.to_vec(),
             Some(list) => list
@@ -142,37 +144,50 @@ pub(crate) fn routes_from_raw(
                 .filter_map(|m| p.take(parse_method(m).map_err(|e| format!("{key}.methods: {e}"))))
                 .collect(),
         };
-        let route_cors = match &r.cors {
-            None => None,
-            Some(name) => {
-                let policy = d.cors.get(name).cloned();
-                if policy.is_none() && !d.cors_defined.contains_key(name) {
-                    p.push(format!(
-                        "{key}.cors: no CORS policy named `{name}` (define [cors.{name}])"
-                    ));
-                }
-                policy
-            }
-        };
-        if r.max_body_bytes == Some(0) {
-            p.push(format!("{key}.max_body_bytes: must be greater than 0"));
-        }
-        if let Some(auth) = auth {
-            routes.push(Route {
-                name: r.name.clone(),
-                prefix: r.prefix.clone(),
-                exact: r.exact,
-                upstream: r.upstream.clone(),
-                pool: (),
-                auth,
-                allow: allow_header(&methods),
-                methods,
-                max_body_bytes: r.max_body_bytes.unwrap_or(d.max_body_bytes),
-                cors: route_cors,
-            });
+        let cors = route_cors(key, r.cors.as_deref(), d, p);
+        let auth = p.take(AuthMode::parse(&r.auth).map_err(|e| format!("{key}.auth: {e}")))?;
+        Some(Self {
+            name: r.name.clone(),
+            prefix: r.prefix.clone(),
+            exact: r.exact,
+            upstream: r.upstream.clone(),
+            pool: (),
+            auth,
+            allow: allow_header(&methods),
+            methods,
+            max_body_bytes: r.max_body_bytes.unwrap_or(d.max_body_bytes),
+            cors,
+        })
+    }
+}
+
+impl AuthMode {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "required" => Ok(Self::Required),
+            "optional" => Ok(Self::Optional),
+            "none" => Ok(Self::None),
+            other => Err(format!("`{other}` is not one of required, optional, none")),
         }
     }
-    routes
+}
+
+/// The route's CORS policy, by name.
+fn route_cors(
+    key: &str,
+    name: Option<&str>,
+    d: &RouteDefaults<'_>,
+    p: &mut Problems,
+) -> Option<Arc<CorsPolicy>> {
+    let name = name?;
+    let policy = d.cors.get(name).cloned();
+    // A policy that is defined but invalid was reported already.
+    if policy.is_none() && !d.cors_defined.contains_key(name) {
+        p.push(format!(
+            "{key}.cors: no CORS policy named `{name}` (define [cors.{name}])"
+        ));
+    }
+    policy
 }
 
 /// The `Allow` value for a route's methods.

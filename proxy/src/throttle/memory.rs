@@ -3,14 +3,15 @@
 //! swept every `SWEEP_EVERY` operations; locked accounts stay until an admin unlocks them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::{
-    gcra, minute, AccountState, AttemptStore, Begin, Finished, Outcome, ThrottlePolicy,
+    gcra, minute, AccountState, Attempt, AttemptStore, Begin, Finished, Outcome, ThrottlePolicy,
     ThrottleReason,
 };
+use crate::clock::UnixMillis;
 use crate::store::StoreError;
 
 /// Operations between two sweeps of expired entries.
@@ -65,12 +66,8 @@ impl MemoryAttemptStore {
         }
     }
 
-    fn lock(&self, now: i64) -> std::sync::MutexGuard<'_, State> {
-        // Every write below is a single insert/remove, so a poisoned lock holds consistent maps.
-        let mut s = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn lock(&self, now: i64) -> parking_lot::MutexGuard<'_, State> {
+        let mut s = self.state.lock();
         s.ops += 1;
         if s.ops.is_multiple_of(SWEEP_EVERY) {
             s.sweep(&self.policy, now);
@@ -81,13 +78,8 @@ impl MemoryAttemptStore {
 
 #[async_trait]
 impl AttemptStore for MemoryAttemptStore {
-    async fn begin(
-        &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
-        now: i64,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, a: &Attempt<'_>, now: UnixMillis) -> Result<Begin, StoreError> {
+        let (account, ip, attempt, now) = (a.account, a.ip, a.id, now.get());
         let p = &self.policy;
         let mut s = self.lock(now);
         if let Some(until) = s.ip_bans.get(ip).copied().filter(|u| *u > now) {
@@ -133,12 +125,11 @@ impl AttemptStore for MemoryAttemptStore {
 
     async fn finish(
         &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
+        a: &Attempt<'_>,
         outcome: Outcome,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Finished, StoreError> {
+        let (account, ip, attempt, now) = (a.account, a.ip, a.id, now.get());
         let p = &self.policy;
         let mut s = self.lock(now);
         if s.leases
@@ -185,7 +176,8 @@ impl AttemptStore for MemoryAttemptStore {
         }
     }
 
-    async fn account(&self, account: &str, now: i64) -> Result<AccountState, StoreError> {
+    async fn account(&self, account: &str, now: UnixMillis) -> Result<AccountState, StoreError> {
+        let now = now.get();
         let s = self.lock(now);
         Ok(self
             .policy
@@ -193,10 +185,7 @@ impl AttemptStore for MemoryAttemptStore {
     }
 
     async fn unlock(&self, account: &str) -> Result<(), StoreError> {
-        let mut s = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = self.state.lock();
         s.accounts.remove(account);
         s.leases.remove(account);
         Ok(())

@@ -16,8 +16,10 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{
-    minute, AccountState, AttemptStore, Begin, Finished, Outcome, ThrottlePolicy, ThrottleReason,
+    minute, AccountState, Attempt, AttemptStore, Begin, Finished, Outcome, ThrottlePolicy,
+    ThrottleReason,
 };
+use crate::clock::UnixMillis;
 use crate::store::{RedisConnector, StoreError};
 
 const BEGIN: &str = r"
@@ -174,13 +176,8 @@ fn parse_state(v: &[redis::Value]) -> AccountState {
 
 #[async_trait]
 impl AttemptStore for RedisAttemptStore {
-    async fn begin(
-        &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
-        now: i64,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, a: &Attempt<'_>, now: UnixMillis) -> Result<Begin, StoreError> {
+        let (account, ip, attempt, now) = (a.account, a.ip, a.id, now.get());
         let p = &self.policy;
         let h = hash(account);
         let (cur, prev) = self.globals(now);
@@ -221,12 +218,11 @@ impl AttemptStore for RedisAttemptStore {
 
     async fn finish(
         &self,
-        account: &str,
-        ip: &str,
-        attempt: &str,
+        a: &Attempt<'_>,
         outcome: Outcome,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Finished, StoreError> {
+        let (account, ip, attempt, now) = (a.account, a.ip, a.id, now.get());
         let p = &self.policy;
         let h = hash(account);
         let (cur, prev) = self.globals(now);
@@ -269,7 +265,8 @@ impl AttemptStore for RedisAttemptStore {
         })
     }
 
-    async fn account(&self, account: &str, now: i64) -> Result<AccountState, StoreError> {
+    async fn account(&self, account: &str, now: UnixMillis) -> Result<AccountState, StoreError> {
+        let now = now.get();
         let h = hash(account);
         let mut c = self.redis.conn().await?;
         let v: Vec<redis::Value> = self

@@ -24,6 +24,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -66,6 +67,87 @@ impl JwksSource {
     }
 }
 
+impl JwksSource {
+    /// Validates `jwks` (and `jwks_ca_file`): an https URL without credentials, or a file that is
+    /// read and parsed now (so a bad file is a start-up error, and it is read once).
+    fn from_raw(
+        key: &str,
+        raw: &RawIssuer,
+        algorithms: &[Algorithm],
+        base_dir: &Path,
+        problems: &mut Vec<String>,
+    ) -> Option<Self> {
+        if raw.jwks.starts_with("https://") {
+            return Self::url_from_raw(key, raw, base_dir, problems);
+        }
+        if raw.jwks.contains("://") {
+            problems.push(format!(
+                "{key}.jwks: only https:// URLs or file paths are accepted (got `{}`)",
+                url_for_errors(&raw.jwks)
+            ));
+            return None;
+        }
+        if raw.jwks_ca_file.is_some() {
+            problems.push(format!(
+                "{key}.jwks_ca_file: only applies to an https jwks URL"
+            ));
+        }
+        let path = base_dir.join(&raw.jwks);
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path)
+            .map_err(|e| problems.push(format!("{key}.jwks: cannot read `{shown}`: {e}")))
+            .ok()?;
+        let set = parse_jwks(&bytes, algorithms)
+            .map_err(|e| problems.push(format!("{key}.jwks: `{shown}`: {e}")))
+            .ok()?;
+        if !set.rejected.is_empty() {
+            problems.extend(
+                set.rejected
+                    .iter()
+                    .map(|r| format!("{key}.jwks: `{shown}`: {r}")),
+            );
+            return None;
+        }
+        if set.keys.is_empty() {
+            problems.push(format!("{key}.jwks: `{shown}` holds no keys"));
+            return None;
+        }
+        Some(Self::File {
+            path,
+            keys: Arc::new(set),
+        })
+    }
+
+    fn url_from_raw(
+        key: &str,
+        raw: &RawIssuer,
+        base_dir: &Path,
+        problems: &mut Vec<String>,
+    ) -> Option<Self> {
+        let ca_pem = raw.jwks_ca_file.as_ref().and_then(|f| {
+            std::fs::read(base_dir.join(f))
+                .map_err(|e| problems.push(format!("{key}.jwks_ca_file: cannot read `{f}`: {e}")))
+                .ok()
+        });
+        match reqwest::Url::parse(&raw.jwks) {
+            Ok(url)
+                if url.host_str().is_some()
+                    && url.username().is_empty()
+                    && url.password().is_none() =>
+            {
+                Some(Self::Url { url, ca_pem })
+            }
+            _ => {
+                problems.push(format!(
+                    "{key}.jwks: `{}` is not a valid https URL without credentials",
+                    url_for_errors(&raw.jwks)
+                ));
+                None
+            }
+        }
+    }
+}
+
 /// A validated `[[issuers]]` entry.
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -102,91 +184,21 @@ impl IssuerConfig {
                 "{key}.audiences: at least one non-empty audience is required"
             ));
         }
-        let mut algorithms = Vec::new();
-        for alg in &raw.algorithms {
-            match alg.as_str() {
-                "RS256" => algorithms.push(Algorithm::RS256),
-                "PS256" => algorithms.push(Algorithm::PS256),
-                "ES256" => algorithms.push(Algorithm::ES256),
-                "EdDSA" => algorithms.push(Algorithm::EdDSA),
-                other => problems.push(format!(
-                    "{key}.algorithms: `{other}` is not allowed; use RS256, PS256, ES256 or EdDSA (never HS*, RFC 8725 section 3.1)"
-                )),
-            }
-        }
+        let algorithms: Vec<Algorithm> = raw
+            .algorithms
+            .iter()
+            .filter_map(|alg| {
+                external_algorithm(alg)
+                    .map_err(|e| problems.push(format!("{key}.algorithms: {e}")))
+                    .ok()
+            })
+            .collect();
         if raw.algorithms.is_empty() {
             problems.push(format!(
                 "{key}.algorithms: at least one algorithm is required"
             ));
         }
-        let source = if raw.jwks.starts_with("https://") {
-            let ca_pem = raw.jwks_ca_file.as_ref().and_then(|f| {
-                std::fs::read(base_dir.join(f))
-                    .map_err(|e| {
-                        problems.push(format!("{key}.jwks_ca_file: cannot read `{f}`: {e}"))
-                    })
-                    .ok()
-            });
-            match reqwest::Url::parse(&raw.jwks) {
-                Ok(url)
-                    if url.host_str().is_some()
-                        && url.username().is_empty()
-                        && url.password().is_none() =>
-                {
-                    Some(JwksSource::Url { url, ca_pem })
-                }
-                _ => {
-                    problems.push(format!(
-                        "{key}.jwks: `{}` is not a valid https URL without credentials",
-                        url_for_errors(&raw.jwks)
-                    ));
-                    None
-                }
-            }
-        } else if raw.jwks.contains("://") {
-            problems.push(format!(
-                "{key}.jwks: only https:// URLs or file paths are accepted (got `{}`)",
-                url_for_errors(&raw.jwks)
-            ));
-            None
-        } else {
-            if raw.jwks_ca_file.is_some() {
-                problems.push(format!(
-                    "{key}.jwks_ca_file: only applies to an https jwks URL"
-                ));
-            }
-            let path = base_dir.join(&raw.jwks);
-            match std::fs::read(&path) {
-                Ok(bytes) => match parse_jwks(&bytes, &algorithms) {
-                    Ok(set) if set.rejected.is_empty() && !set.keys.is_empty() => {
-                        Some(JwksSource::File {
-                            path,
-                            keys: Arc::new(set),
-                        })
-                    }
-                    Ok(set) if set.keys.is_empty() && set.rejected.is_empty() => {
-                        problems.push(format!("{key}.jwks: `{}` holds no keys", path.display()));
-                        None
-                    }
-                    Ok(set) => {
-                        problems.extend(
-                            set.rejected
-                                .iter()
-                                .map(|r| format!("{key}.jwks: `{}`: {r}", path.display())),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        problems.push(format!("{key}.jwks: `{}`: {e}", path.display()));
-                        None
-                    }
-                },
-                Err(e) => {
-                    problems.push(format!("{key}.jwks: cannot read `{}`: {e}", path.display()));
-                    None
-                }
-            }
-        };
+        let source = JwksSource::from_raw(&key, raw, &algorithms, base_dir, &mut problems);
         let max_lifetime = i64::try_from(raw.max_lifetime_seconds)
             .ok()
             .filter(|l| (1..=MAX_TOKEN_LIFETIME_SECS).contains(l));
@@ -209,6 +221,56 @@ impl IssuerConfig {
             _ => Err(problems),
         }
     }
+}
+
+/// The asymmetric algorithms an external issuer may use.
+fn external_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "RS256" => Ok(Algorithm::RS256),
+        "PS256" => Ok(Algorithm::PS256),
+        "ES256" => Ok(Algorithm::ES256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        other => Err(format!(
+            "`{other}` is not allowed; use RS256, PS256, ES256 or EdDSA (never HS*, RFC 8725 section 3.1)"
+        )),
+    }
+}
+
+/// Validates `[[issuers]]`: each entry, plus names and `iss` values distinct from each other and
+/// from the proxy's own issuer (`own_iss`), so own and external tokens can never stand in for each
+/// other.
+pub(crate) fn issuers_from_raw(
+    raw: &[RawIssuer],
+    own_iss: &str,
+    base_dir: &Path,
+    p: &mut settings::Problems,
+) -> Vec<IssuerConfig> {
+    let mut names = std::collections::HashSet::new();
+    for (i, issuer) in raw.iter().enumerate() {
+        if issuer.iss == own_iss {
+            p.push(format!("issuers[{i}].iss: must differ from jwt.issuer, so own and external tokens can never stand in for each other"));
+        }
+        if !names.insert(&issuer.name) {
+            p.push(format!(
+                "issuers[{i}].name: duplicate issuer name `{}`",
+                issuer.name
+            ));
+        }
+        if raw[..i].iter().any(|other| other.iss == issuer.iss) {
+            p.push(format!(
+                "issuers[{i}].iss: duplicate issuer `{}`",
+                issuer.iss
+            ));
+        }
+    }
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, issuer)| {
+            IssuerConfig::from_raw(i, issuer, base_dir)
+                .map_err(|errors| errors.into_iter().for_each(|e| p.push(e)))
+                .ok()
+        })
+        .collect()
 }
 
 /// One usable key of an issuer.
@@ -259,27 +321,6 @@ struct JwksDoc {
     keys: Vec<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct Jwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-}
-
 /// Parses a JWKS document, keeping the keys usable with `allowed` algorithms. A document that is not
 /// a JWKS is an error; a key that is refused (weak, unknown type, not for signing) is listed in
 /// `rejected` and skipped.
@@ -295,10 +336,7 @@ pub fn parse_jwks(bytes: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String>
             .get("kid")
             .and_then(|k| k.as_str())
             .map_or_else(|| format!("key {i}"), |k| format!("key `{k}`"));
-        match serde_json::from_value::<Jwk>(value)
-            .map_err(|e| format!("malformed: {e}"))
-            .and_then(|jwk| usable_key(jwk, allowed))
-        {
+        match usable_key(value, allowed) {
             Ok(Some(key)) => set.keys.push(key),
             Ok(None) => {}
             Err(e) => set.rejected.push(format!("{label} refused: {e}")),
@@ -308,76 +346,37 @@ pub fn parse_jwks(bytes: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String>
 }
 
 /// `Ok(None)` for keys that are fine but not for us (encryption keys, algorithms not allowed here).
-fn usable_key(jwk: Jwk, allowed: &[Algorithm]) -> Result<Option<ExtKey>, String> {
-    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+/// Parsing is `jsonwebtoken::jwk`; the checks here are the ones it does not make (R-JWT-9: key sizes,
+/// curves, `alg` against the key type).
+fn usable_key(value: serde_json::Value, allowed: &[Algorithm]) -> Result<Option<ExtKey>, String> {
+    // Named before parsing: an unknown type only fails jwk's untagged parameter enum.
+    let kty = value
+        .get("kty")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_owned();
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| match kty.as_str() {
+        "RSA" | "EC" | "OKP" => format!("malformed: {e}"),
+        other => format!("key type `{other}` is not supported"),
+    })?;
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
         return Ok(None);
     }
-    let b64 = |s: &Option<String>, what: &str| -> Result<Vec<u8>, String> {
-        let s = s.as_deref().ok_or_else(|| format!("missing `{what}`"))?;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| format!("`{what}` is not base64url"))
-    };
-    let (family, decoding) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = b64(&jwk.n, "n")?;
-            let e = b64(&jwk.e, "e")?;
-            let significant = n.iter().skip_while(|b| **b == 0).count();
-            let bits = significant * 8
-                - n.iter()
-                    .find(|b| **b != 0)
-                    .map_or(0, |b| b.leading_zeros() as usize);
-            if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "RSA key of {bits} bits (at least {MIN_RSA_BITS} are required)"
-                ));
-            }
-            if bits > MAX_RSA_BITS || e.len() > 8 {
-                return Err(format!(
-                    "RSA key of {bits} bits or its exponent is too large"
-                ));
-            }
-            (
-                vec![Algorithm::RS256, Algorithm::PS256],
-                DecodingKey::from_rsa_raw_components(&n, &e),
-            )
-        }
-        ("EC", Some("P-256")) => {
-            let (x, y) = (b64(&jwk.x, "x")?, b64(&jwk.y, "y")?);
-            if x.len() != 32 || y.len() != 32 {
-                return Err("P-256 coordinates must be 32 bytes".into());
-            }
-            let key = DecodingKey::from_ec_components(
-                jwk.x.as_deref().unwrap_or_default(),
-                jwk.y.as_deref().unwrap_or_default(),
-            )
-            .map_err(|e| format!("invalid P-256 key: {e}"))?;
-            (vec![Algorithm::ES256], key)
-        }
-        ("OKP", Some("Ed25519")) => {
-            let x = b64(&jwk.x, "x")?;
-            let bytes: [u8; 32] = x
-                .as_slice()
-                .try_into()
-                .map_err(|_| "Ed25519 `x` must be 32 bytes".to_owned())?;
-            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| "Ed25519 `x` is not a curve point".to_owned())?;
-            (vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&bytes))
-        }
-        (kty, crv) => {
-            return Err(format!(
-                "key type `{kty}`{} is not supported",
-                crv.map(|c| format!("/{c}")).unwrap_or_default()
-            ))
-        }
-    };
-    let declared = match jwk.alg.as_deref() {
+    let family = key_family(&jwk.algorithm)?;
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("invalid key: {e}"))?;
+    let declared = match jwk.common.key_algorithm {
         None => None,
-        Some(name) => Some(
-            name.parse::<Algorithm>()
+        Some(alg) => Some(
+            alg.to_string()
+                .parse::<Algorithm>()
                 .ok()
                 .filter(|a| family.contains(a))
-                .ok_or_else(|| format!("`alg` {name} does not fit the key type"))?,
+                .ok_or_else(|| format!("`alg` {alg} does not fit the key type"))?,
         ),
     };
     let algorithms: Vec<Algorithm> = family
@@ -388,10 +387,63 @@ fn usable_key(jwk: Jwk, allowed: &[Algorithm]) -> Result<Option<ExtKey>, String>
         return Ok(None);
     }
     Ok(Some(ExtKey {
-        kid: jwk.kid,
+        kid: jwk.common.key_id,
         algorithms,
         decoding,
     }))
+}
+
+/// The algorithms a key can verify, after the checks jsonwebtoken leaves to us: RSA of 2048 to 8192
+/// bits, P-256 with 32-byte coordinates, Ed25519 on the curve. Anything else is refused.
+fn key_family(params: &AlgorithmParameters) -> Result<Vec<Algorithm>, String> {
+    let b64 = |s: &str, what: &str| -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| format!("`{what}` is not base64url"))
+    };
+    match params {
+        AlgorithmParameters::RSA(rsa) => {
+            let n = b64(&rsa.n, "n")?;
+            let e = b64(&rsa.e, "e")?;
+            let bits = n
+                .iter()
+                .position(|b| *b != 0)
+                .map_or(0, |i| (n.len() - i) * 8 - n[i].leading_zeros() as usize);
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "RSA key of {bits} bits (at least {MIN_RSA_BITS} are required)"
+                ));
+            }
+            if bits > MAX_RSA_BITS || e.len() > 8 {
+                return Err(format!(
+                    "RSA key of {bits} bits or its exponent is too large"
+                ));
+            }
+            Ok(vec![Algorithm::RS256, Algorithm::PS256])
+        }
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            if b64(&ec.x, "x")?.len() != 32 || b64(&ec.y, "y")?.len() != 32 {
+                return Err("P-256 coordinates must be 32 bytes".into());
+            }
+            Ok(vec![Algorithm::ES256])
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            let bytes: [u8; 32] = b64(&okp.x, "x")?
+                .as_slice()
+                .try_into()
+                .map_err(|_| "Ed25519 `x` must be 32 bytes".to_owned())?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| "Ed25519 `x` is not a curve point".to_owned())?;
+            Ok(vec![Algorithm::EdDSA])
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            Err(format!("key type `EC/{:?}` is not supported", ec.curve))
+        }
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            Err(format!("key type `OKP/{:?}` is not supported", okp.curve))
+        }
+        AlgorithmParameters::OctetKey(_) => Err("key type `oct` is not supported".into()),
+    }
 }
 
 /// How long a fetched set may be used: `Cache-Control: max-age` clamped to [5 min, 24 h].
@@ -636,27 +688,10 @@ impl Issuer {
         now: UnixSecs,
         leeway: i64,
     ) -> Result<AccessClaims, VerifyFailure> {
-        let now = now.get();
         let header: ExternalHeader =
             serde_json::from_slice(header_json).map_err(|_| AuthError::BadHeader)?;
-        if header.crit.is_some() {
-            return Err(AuthError::BadHeader.into());
-        }
-        if self.config.rfc9068
-            && !header.typ.as_deref().is_some_and(|t| {
-                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-            })
-        {
-            return Err(AuthError::BadHeader.into());
-        }
-        let alg: Algorithm = header.alg.parse().map_err(|_| AuthError::BadHeader)?;
-        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == alg) else {
-            return Err(AuthError::BadHeader.into());
-        };
+        let (alg, validation) = self.accepted_header(&header)?;
         let kid = header.kid.as_deref();
-        if kid.is_some_and(|k| k.len() > 256) {
-            return Err(AuthError::BadHeader.into());
-        }
         let mut keys = self.keys().await.ok_or(VerifyFailure::KeysUnavailable)?;
         if keys.find(kid).is_none() && matches!(self.config.source, JwksSource::Url { .. }) {
             // A rotated-in key: refetch, but at most once a minute however many invented kids arrive.
@@ -670,16 +705,49 @@ impl Issuer {
             return Err(AuthError::BadHeader.into());
         }
         let c: ExternalClaims = decode_claims(token, &key.decoding, validation)?;
+        let nbf = c.nbf.unwrap_or(c.iat);
         check_times(
             c.iat,
-            c.nbf.unwrap_or(c.iat),
+            nbf,
             c.exp,
-            now,
+            now.get(),
             leeway,
             self.config.max_lifetime,
         )?;
+        Ok(self.claims(c)?)
+    }
+
+    /// The header checks: no `crit`, the RFC 9068 `typ` when required, an allowed `alg` and a
+    /// bounded `kid`. Returns the algorithm and its validation.
+    fn accepted_header(
+        &self,
+        header: &ExternalHeader,
+    ) -> Result<(Algorithm, &Validation), AuthError> {
+        if header.crit.is_some() {
+            return Err(AuthError::BadHeader);
+        }
+        let at_jwt = |t: &str| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        };
+        if self.config.rfc9068 && !header.typ.as_deref().is_some_and(at_jwt) {
+            return Err(AuthError::BadHeader);
+        }
+        if header.kid.as_deref().is_some_and(|k| k.len() > 256) {
+            return Err(AuthError::BadHeader);
+        }
+        let alg: Algorithm = header.alg.parse().map_err(|_| AuthError::BadHeader)?;
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(a, v)| (*a, v))
+            .ok_or(AuthError::BadHeader)
+    }
+
+    /// The verified external claims as the proxy's claim set: `iss` exact, `sub` and `jti` present,
+    /// one configured audience.
+    fn claims(&self, c: ExternalClaims) -> Result<AccessClaims, AuthError> {
         if c.iss != self.config.iss || c.sub.is_empty() || c.jti.is_empty() {
-            return Err(AuthError::BadClaims.into());
+            return Err(AuthError::BadClaims);
         }
         let aud = match c.aud {
             Audience::One(a) => Some(a),

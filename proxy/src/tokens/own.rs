@@ -16,7 +16,7 @@ use std::path::Path;
 use settings::{Problems, SecretSource};
 
 use crate::clock::UnixSecs;
-use crate::raw::RawJwt;
+use crate::raw::{RawJwt, RawPreviousKey};
 use crate::tokens::keys::{OwnKey, SigningAlg};
 
 /// R-JWT table: tokens longer than this are refused before any parsing.
@@ -147,27 +147,7 @@ impl JwtConfig {
                 p.take(OwnKey::parse(alg, "jwt.key", &k, j.key_id.clone()))
             });
         let previous_key = j.previous.as_ref().and_then(|prev| {
-            let until = p.take(parse_rfc3339("jwt.previous.verify_until", &prev.verify_until));
-            if prev.key_id.is_none() || j.key_id.is_none() || prev.key_id == j.key_id {
-                p.push("jwt.previous.key_id: rotation needs distinct key ids on jwt.key_id and jwt.previous.key_id");
-            }
-            let key = p
-                .take(
-                    SecretSource {
-                        name: "jwt.previous.key",
-                        inline: prev.key.as_deref(),
-                        file: prev.key_file.as_deref(),
-                    }
-                    .require(base_dir),
-                )
-                .zip(algorithm)
-                .and_then(|(k, alg)| {
-                    p.take(OwnKey::parse(alg, "jwt.previous.key", &k, prev.key_id.clone()))
-                })?;
-            Some(PreviousKey {
-                key,
-                verify_until: UnixSecs(until?),
-            })
+            PreviousKey::from_raw(prev, j.key_id.as_deref(), algorithm, base_dir, p)
         });
         let leeway_secs = i64::try_from(j.leeway_seconds).ok().filter(|l| *l <= 300);
         if leeway_secs.is_none() {
@@ -199,6 +179,48 @@ impl JwtConfig {
             lifetime_secs: lifetime_secs?,
             leeway_secs: leeway_secs?,
             realm: j.realm.clone(),
+        })
+    }
+}
+
+impl PreviousKey {
+    /// Validates `[jwt.previous]`: a key of the same algorithm under a distinct id, and when it stops
+    /// verifying.
+    fn from_raw(
+        prev: &RawPreviousKey,
+        current_kid: Option<&str>,
+        algorithm: Option<SigningAlg>,
+        base_dir: &Path,
+        p: &mut Problems,
+    ) -> Option<Self> {
+        let until = p.take(parse_rfc3339(
+            "jwt.previous.verify_until",
+            &prev.verify_until,
+        ));
+        if prev.key_id.is_none() || current_kid.is_none() || prev.key_id.as_deref() == current_kid {
+            p.push("jwt.previous.key_id: rotation needs distinct key ids on jwt.key_id and jwt.previous.key_id");
+        }
+        let key = p
+            .take(
+                SecretSource {
+                    name: "jwt.previous.key",
+                    inline: prev.key.as_deref(),
+                    file: prev.key_file.as_deref(),
+                }
+                .require(base_dir),
+            )
+            .zip(algorithm)
+            .and_then(|(k, alg)| {
+                p.take(OwnKey::parse(
+                    alg,
+                    "jwt.previous.key",
+                    &k,
+                    prev.key_id.clone(),
+                ))
+            })?;
+        Some(Self {
+            key,
+            verify_until: UnixSecs(until?),
         })
     }
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_proxy::clock::UnixMillis;
 use edge_proxy::throttle::{
-    AttemptStore, Begin, MemoryAttemptStore, Outcome, RedisAttemptStore, ThrottlePolicy,
+    Attempt, AttemptStore, Begin, MemoryAttemptStore, Outcome, RedisAttemptStore, ThrottlePolicy,
     ThrottleReason,
 };
 use secrecy::SecretString;
@@ -18,6 +19,14 @@ fn policy() -> ThrottlePolicy {
         ip_max_failures: 12,
         ..ThrottlePolicy::default()
     }
+}
+
+fn at<'a>(account: &'a str, ip: &'a str, id: &'a str) -> Attempt<'a> {
+    Attempt { account, ip, id }
+}
+
+fn ms(t: i64) -> UnixMillis {
+    UnixMillis(t)
 }
 
 fn throttled(b: Begin) -> Option<(ThrottleReason, i64)> {
@@ -33,11 +42,11 @@ fn throttled(b: Begin) -> Option<(ThrottleReason, i64)> {
 /// One failed attempt: begin (must be allowed) and finish with a failure.
 async fn fail(s: &dyn AttemptStore, account: &str, ip: &str, id: &str, now: i64) {
     assert_eq!(
-        s.begin(account, ip, id, now).await.unwrap(),
+        s.begin(&at(account, ip, id), ms(now)).await.unwrap(),
         Begin::Allowed,
         "{account} {id}"
     );
-    s.finish(account, ip, id, Outcome::Failure, now)
+    s.finish(&at(account, ip, id), Outcome::Failure, ms(now))
         .await
         .unwrap();
 }
@@ -48,21 +57,30 @@ async fn check_attempt_store(s: Arc<dyn AttemptStore>, t0: i64) {
 
     // One verification in flight per account.
     assert_eq!(
-        s.begin("a@example.com", ip, "r1", t0).await.unwrap(),
+        s.begin(&at("a@example.com", ip, "r1"), ms(t0))
+            .await
+            .unwrap(),
         Begin::Allowed
     );
-    let (reason, _) = throttled(s.begin("a@example.com", ip, "r2", t0).await.unwrap()).unwrap();
+    let (reason, _) = throttled(
+        s.begin(&at("a@example.com", ip, "r2"), ms(t0))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(reason, ThrottleReason::InFlight);
     assert_eq!(
-        s.begin("b@example.com", ip, "r3", t0).await.unwrap(),
+        s.begin(&at("b@example.com", ip, "r3"), ms(t0))
+            .await
+            .unwrap(),
         Begin::Allowed,
         "other accounts are independent"
     );
-    s.finish("b@example.com", ip, "r3", Outcome::Abandoned, t0)
+    s.finish(&at("b@example.com", ip, "r3"), Outcome::Abandoned, ms(t0))
         .await
         .unwrap();
     let done = s
-        .finish("a@example.com", ip, "r1", Outcome::Failure, t0)
+        .finish(&at("a@example.com", ip, "r1"), Outcome::Failure, ms(t0))
         .await
         .unwrap();
     assert_eq!(done.state.fail_count, 1);
@@ -71,11 +89,13 @@ async fn check_attempt_store(s: Arc<dyn AttemptStore>, t0: i64) {
     // Backoff from the third failure, with the remaining wait.
     fail(s, "a@example.com", ip, "r4", t0 + 1).await;
     assert_eq!(
-        s.begin("a@example.com", ip, "r5", t0 + 2).await.unwrap(),
+        s.begin(&at("a@example.com", ip, "r5"), ms(t0 + 2))
+            .await
+            .unwrap(),
         Begin::Allowed
     );
     let done = s
-        .finish("a@example.com", ip, "r5", Outcome::Failure, t0 + 2)
+        .finish(&at("a@example.com", ip, "r5"), Outcome::Failure, ms(t0 + 2))
         .await
         .unwrap();
     assert!(done.blocked_now);
@@ -84,14 +104,14 @@ async fn check_attempt_store(s: Arc<dyn AttemptStore>, t0: i64) {
         (3, t0 + 2 + 60_000)
     );
     let (reason, wait) = throttled(
-        s.begin("a@example.com", ip, "r6", t0 + 10_002)
+        s.begin(&at("a@example.com", ip, "r6"), ms(t0 + 10_002))
             .await
             .unwrap(),
     )
     .unwrap();
     assert_eq!((reason, wait), (ThrottleReason::Backoff, 50_000));
     assert_eq!(
-        s.account("a@example.com", t0 + 10_002)
+        s.account("a@example.com", ms(t0 + 10_002))
             .await
             .unwrap()
             .fail_count,
@@ -102,42 +122,61 @@ async fn check_attempt_store(s: Arc<dyn AttemptStore>, t0: i64) {
     // Success clears only its own account.
     fail(s, "c@example.com", ip, "r7", t0).await;
     assert_eq!(
-        s.begin("d@example.com", ip, "r8", t0).await.unwrap(),
+        s.begin(&at("d@example.com", ip, "r8"), ms(t0))
+            .await
+            .unwrap(),
         Begin::Allowed
     );
-    s.finish("d@example.com", ip, "r8", Outcome::Success, t0)
+    s.finish(&at("d@example.com", ip, "r8"), Outcome::Success, ms(t0))
         .await
         .unwrap();
-    assert_eq!(s.account("c@example.com", t0).await.unwrap().fail_count, 1);
     assert_eq!(
-        s.begin("c@example.com", ip, "r9", t0).await.unwrap(),
+        s.account("c@example.com", ms(t0)).await.unwrap().fail_count,
+        1
+    );
+    assert_eq!(
+        s.begin(&at("c@example.com", ip, "r9"), ms(t0))
+            .await
+            .unwrap(),
         Begin::Allowed
     );
-    s.finish("c@example.com", ip, "r9", Outcome::Success, t0)
+    s.finish(&at("c@example.com", ip, "r9"), Outcome::Success, ms(t0))
         .await
         .unwrap();
-    assert_eq!(s.account("c@example.com", t0).await.unwrap().fail_count, 0);
+    assert_eq!(
+        s.account("c@example.com", ms(t0)).await.unwrap().fail_count,
+        0
+    );
 
     // Lock at max_failures, answered like the longest backoff; unlock clears it.
     let mut now = t0 + 120_000;
     for i in 0..10 {
-        let st = s.account("e@example.com", now).await.unwrap();
+        let st = s.account("e@example.com", ms(now)).await.unwrap();
         now = now.max(st.blocked_until_ms);
         fail(s, "e@example.com", "203.0.113.50", &format!("e{i}"), now).await;
     }
-    let st = s.account("e@example.com", now).await.unwrap();
+    let st = s.account("e@example.com", ms(now)).await.unwrap();
     assert!(st.locked, "{st:?}");
     let (reason, wait) = throttled(
-        s.begin("e@example.com", "203.0.113.51", "e10", now + 86_400_000)
-            .await
-            .unwrap(),
+        s.begin(
+            &at("e@example.com", "203.0.113.51", "e10"),
+            ms(now + 86_400_000),
+        )
+        .await
+        .unwrap(),
     )
     .unwrap();
     assert_eq!((reason, wait), (ThrottleReason::Locked, 3_600_000));
     s.unlock("e@example.com").await.unwrap();
-    assert_eq!(s.account("e@example.com", now).await.unwrap().fail_count, 0);
     assert_eq!(
-        s.begin("e@example.com", "203.0.113.52", "e11", now)
+        s.account("e@example.com", ms(now))
+            .await
+            .unwrap()
+            .fail_count,
+        0
+    );
+    assert_eq!(
+        s.begin(&at("e@example.com", "203.0.113.52", "e11"), ms(now))
             .await
             .unwrap(),
         Begin::Allowed
@@ -156,14 +195,14 @@ async fn check_attempt_store(s: Arc<dyn AttemptStore>, t0: i64) {
         .await;
     }
     let (reason, _) = throttled(
-        s.begin("fresh@example.com", sprayer, "s12", t0)
+        s.begin(&at("fresh@example.com", sprayer, "s12"), ms(t0))
             .await
             .unwrap(),
     )
     .unwrap();
     assert_eq!(reason, ThrottleReason::IpBanned);
     assert_eq!(
-        s.begin("fresh@example.com", "192.0.2.100", "s13", t0)
+        s.begin(&at("fresh@example.com", "192.0.2.100", "s13"), ms(t0))
             .await
             .unwrap(),
         Begin::Allowed,
@@ -175,22 +214,27 @@ async fn check_ip_rate(s: Arc<dyn AttemptStore>, t0: i64) {
     let ip = "192.0.2.200";
     for i in 0..30 {
         let b = s
-            .begin(&format!("rate{i}@example.com"), ip, &format!("q{i}"), t0)
+            .begin(
+                &at(&format!("rate{i}@example.com"), ip, &format!("q{i}")),
+                ms(t0),
+            )
             .await
             .unwrap();
         assert_eq!(b, Begin::Allowed, "request {i} of the burst");
         s.finish(
-            &format!("rate{i}@example.com"),
-            ip,
-            &format!("q{i}"),
+            &at(&format!("rate{i}@example.com"), ip, &format!("q{i}")),
             Outcome::Success,
-            t0,
+            ms(t0),
         )
         .await
         .unwrap();
     }
-    let (reason, wait) =
-        throttled(s.begin("rate-x@example.com", ip, "qx", t0).await.unwrap()).unwrap();
+    let (reason, wait) = throttled(
+        s.begin(&at("rate-x@example.com", ip, "qx"), ms(t0))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         (reason, wait),
         (ThrottleReason::IpRate, 2_000),

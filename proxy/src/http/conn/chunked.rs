@@ -101,48 +101,7 @@ fn step(state: State, b: u8) -> State {
             size,
             digits_done,
             cr,
-        } => {
-            if cr {
-                return if b != b'\n' {
-                    State::Bad("bare CR in a chunk line")
-                } else if len == 0 {
-                    State::Bad("empty chunk size")
-                } else if size == 0 {
-                    State::Trailer { len: 0, cr: false }
-                } else {
-                    State::Data { left: size }
-                };
-            }
-            match b {
-                b'\r' => State::Size {
-                    len,
-                    size,
-                    digits_done,
-                    cr: true,
-                },
-                b'\n' => State::Bad("bare LF in a chunk line"),
-                _ if len + 1 > MAX_CHUNK_LINE => State::Bad("chunk extensions over 1 KiB"),
-                _ if !digits_done && b.is_ascii_hexdigit() => {
-                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
-                    match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
-                        Some(size) => State::Size {
-                            len: len + 1,
-                            size,
-                            digits_done,
-                            cr,
-                        },
-                        None => State::Bad("chunk size overflows"),
-                    }
-                }
-                _ if len == 0 => State::Bad("chunk line without a size"),
-                _ => State::Size {
-                    len: len + 1,
-                    size,
-                    digits_done: true,
-                    cr,
-                },
-            }
-        }
+        } => size_line(len, size, digits_done, cr, b),
         State::DataCr if b == b'\r' => State::DataLf,
         State::DataLf if b == b'\n' => State::Size {
             len: 0,
@@ -151,25 +110,70 @@ fn step(state: State, b: u8) -> State {
             cr: false,
         },
         State::DataCr | State::DataLf => State::Bad("chunk data not followed by CRLF"),
-        State::Trailer { len, cr: true } => {
-            if b != b'\n' {
-                State::Bad("bare CR in a trailer")
-            } else if len == 0 {
-                State::Done
-            } else {
-                State::Trailer { len: 0, cr: false }
+        State::Trailer { len, cr } => trailer_line(len, cr, b),
+        other => other,
+    }
+}
+
+/// One byte of a chunk-size line (`<hex size>[;extensions]CRLF`).
+fn size_line(len: usize, size: u64, digits_done: bool, cr: bool, b: u8) -> State {
+    if cr {
+        return if b != b'\n' {
+            State::Bad("bare CR in a chunk line")
+        } else if len == 0 {
+            State::Bad("empty chunk size")
+        } else if size == 0 {
+            State::Trailer { len: 0, cr: false }
+        } else {
+            State::Data { left: size }
+        };
+    }
+    let more = |size, digits_done| State::Size {
+        len: len + 1,
+        size,
+        digits_done,
+        cr: false,
+    };
+    match b {
+        b'\r' => State::Size {
+            len,
+            size,
+            digits_done,
+            cr: true,
+        },
+        b'\n' => State::Bad("bare LF in a chunk line"),
+        _ if len + 1 > MAX_CHUNK_LINE => State::Bad("chunk extensions over 1 KiB"),
+        _ if !digits_done && b.is_ascii_hexdigit() => {
+            let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+            match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
+                Some(size) => more(size, false),
+                None => State::Bad("chunk size overflows"),
             }
         }
-        State::Trailer { len, cr: false } => match b {
-            b'\r' => State::Trailer { len, cr: true },
-            b'\n' => State::Bad("bare LF in a trailer"),
-            _ if len + 1 > MAX_TRAILER_LINE => State::Bad("trailer line over 8 KiB"),
-            _ => State::Trailer {
-                len: len + 1,
-                cr: false,
-            },
+        _ if len == 0 => State::Bad("chunk line without a size"),
+        _ => more(size, true),
+    }
+}
+
+/// One byte of a trailer section (lines up to an empty line).
+fn trailer_line(len: usize, cr: bool, b: u8) -> State {
+    if cr {
+        return if b != b'\n' {
+            State::Bad("bare CR in a trailer")
+        } else if len == 0 {
+            State::Done
+        } else {
+            State::Trailer { len: 0, cr: false }
+        };
+    }
+    match b {
+        b'\r' => State::Trailer { len, cr: true },
+        b'\n' => State::Bad("bare LF in a trailer"),
+        _ if len + 1 > MAX_TRAILER_LINE => State::Bad("trailer line over 8 KiB"),
+        _ => State::Trailer {
+            len: len + 1,
+            cr: false,
         },
-        other => other,
     }
 }
 
