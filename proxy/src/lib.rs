@@ -6,19 +6,26 @@
 //!
 //! # Request pipeline
 //!
-//! `conn::EdgeApp` accepts each connection (per-IP limit) and wraps its stream (request-head deadline,
-//! chunk-line check); `Gateway` (`gateway.rs`) is the only `ProxyHttp` implementation. Its phases:
+//! This is the one phase table (ARCHITECTURE.md links here). `http::conn::EdgeApp` accepts each
+//! connection; `Gateway` (`gateway.rs`) is the only `ProxyHttp` implementation, and each of its phase
+//! methods is a short list of calls into stages. Stages under `policy/`, `tokens/`, `login/` and
+//! `http::body::BodyMeter` never see pingora's `Session` (the `layering` test keeps the pure modules
+//! free of pingora); every answer the proxy writes itself goes through `http::respond`.
 //!
-//! | pingora phase             | our work, in order                                                   | refusal            |
-//! |---------------------------|----------------------------------------------------------------------|--------------------|
-//! | `early_request_filter`    | head complete (to the stream wrapper), request id, keep-alive timeout | —                  |
-//! | `request_filter`          | raw head and framing checks → client address → strip identity headers, apply `Connection` → method (`TRACE`/`CONNECT`) → path check → edge endpoints (JWKS, login, logout, logout-all) → route match → CORS → route methods → `Content-Length` limit → token verify (own or external issuer) → allowlist / denylist check | 400 / 403 / 404 / 405 / 413 / 414 / 431 / 401 / 503 |
-//! | `request_body_filter`     | chunk-line violations; count streamed bytes against the route limit; minimum rate | 400 / 413 / 408 |
-//! | `upstream_peer`           | next healthy peer of the route's pool                                 | 502 (`fail_to_proxy`) |
-//! | `upstream_request_filter` | drop `Authorization`; set `X-Request-Id`, `X-Forwarded-*`, `X-User-*`, `X-Identity-Assertion` | —  |
-//! | `response_filter`         | drop `Server`, security and CORS headers, add `X-Request-Id`          | —                  |
-//! | `fail_to_proxy`           | map pingora errors to JSON 400/408/413/502/504                        | —                  |
-//! | `logging`                 | request done (to the stream wrapper), metrics, the access log line    | —                  |
+//! | phase | stages, in order | refusal |
+//! |---|---|---|
+//! | accept (`http::conn`) | per-IP connection count; head deadline from accept (later heads: from their first byte); an answer pingora's parser writes before any filter (malformed head, `CONNECT`) is replaced by ours (`conn::canned`) | 429 / 408 / 400 / 405 |
+//! | `early_request_filter` | request id (the client's only if it is a UUID), trace context; head complete (stops the deadline; chunked bodies start `conn::chunked`); keep-alive idle and body read timeouts | — |
+//! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) | 400 / 401 / 403 / 404 / 405 / 408 / 413 / 414 / 429 / 431 / 503 |
+//! | `request_body_filter` | chunk-line violation from the stream; `BodyMeter::feed` (route limit, minimum rate); the meter keeps its `ProxyError` and the error aborts the upstream request | 400 / 408 / 413 |
+//! | `upstream_peer` | the route's pool (`Arc<Route<Arc<Pool>>>` in the context): next healthy peer, connect/read timeouts | 502 |
+//! | `upstream_request_filter` | `tokens::assertion::Asserter::identity` for a caller, then `http::headers::forward`: no `Authorization`; `X-Request-Id`, `X-Forwarded-*`, `traceparent`, `X-User-*`, `X-Identity-Assertion` | — |
+//! | `response_filter` | `http::headers::rewrite_response`: no `Server`; security headers; the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
+//! | `fail_to_proxy` | the meter's refusal, else `ProxyError::from_pingora` (`http::pingora_error`); written by `http::respond` | 400 / 408 / 413 / 502 / 504 |
+//! | `logging` | request done on the stream; metrics; one access-log line (`obs::access_log`, `AuthOutcome` label) | — |
+//!
+//! Every refusal in the request filter goes through `Gateway::reject`, which writes what
+//! `ProxyError::response` describes. Time comes from an injected [`clock::Clock`].
 //!
 //! `main.rs` is a shell: tests and the binary run the same [`build`] and [`EdgeProxy::run`].
 
@@ -150,6 +157,7 @@ pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
     let app = http::conn::EdgeApp::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
         config.connections.clone(),
+        &parts.metrics.connections_open,
         &parts.metrics.connections_refused,
         &parts.metrics.framing_rejections,
         &config.security_headers,

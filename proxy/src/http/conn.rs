@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -241,10 +243,8 @@ fn guarded(stream: Option<&Stream>) -> Option<&GuardedStream> {
 }
 
 impl GuardedStream {
-    fn watch(&self) -> std::sync::MutexGuard<'_, BodyWatch> {
-        self.body
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn watch(&self) -> parking_lot::MutexGuard<'_, BodyWatch> {
+        self.body.lock()
     }
 }
 
@@ -451,11 +451,7 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut open = self
-            .per_ip
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self.per_ip.open.lock();
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -467,10 +463,7 @@ impl Drop for Slot<'_> {
 
 impl PerIp {
     fn acquire(&self, ip: IpAddr, max: usize) -> Option<Slot<'_>> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self.open.lock();
         let n = open.entry(ip).or_insert(0);
         if *n >= max {
             return None;
@@ -483,6 +476,8 @@ impl PerIp {
 /// What every wrapped stream of the listener shares.
 struct EdgeAppShared {
     answers: Arc<CannedAnswers>,
+    /// `edge_proxy_connections_open`.
+    open: prometheus::IntGauge,
     head_timeouts: prometheus::IntCounter,
     parser_refusals: prometheus::IntCounter,
 }
@@ -503,6 +498,7 @@ impl<A> EdgeApp<A> {
     pub(crate) fn new(
         proxy: A,
         limits: ConnLimits,
+        open: &prometheus::IntGauge,
         refused: &prometheus::IntCounterVec,
         framing: &prometheus::IntCounterVec,
         security_headers: &[(http::HeaderName, http::HeaderValue)],
@@ -514,6 +510,7 @@ impl<A> EdgeApp<A> {
             over_per_ip: refused.with_label_values(&["per_ip_limit"]),
             shared: EdgeAppShared {
                 answers: Arc::new(CannedAnswers::new(security_headers)),
+                open: open.clone(),
                 head_timeouts: refused.with_label_values(&["header_timeout"]),
                 parser_refusals: framing.with_label_values(&["invalid_request"]),
             },
@@ -528,6 +525,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Counted from accept to close, refused connections included while they are answered.
+        let _open = crate::obs::metrics::InFlight::start(&self.shared.open);
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// Connections closed by the connection limits (`reason`: per_ip_limit, header_timeout).
     pub connections_refused: IntCounterVec,
+    /// Client connections open on the public listener.
+    pub connections_open: IntGauge,
 }
 
 const REQUESTS: Spec = Spec::new(
@@ -140,6 +142,11 @@ const JWKS_FETCHES: Spec = Spec::new(
     "JWKS fetches of external token issuers, by issuer and result",
     &["issuer", "result"],
 );
+const CONNECTIONS_OPEN: Spec = Spec::new(
+    "edge_proxy_connections_open",
+    "Client connections open on the public listener",
+    &[],
+);
 const CONNECTIONS_REFUSED: Spec = Spec::new(
     "edge_proxy_connections_refused_total",
     "Connections closed by the per-IP limit or the request-head deadline, by reason",
@@ -169,6 +176,7 @@ impl Metrics {
             store_errors: m.counter(&STORE_ERRORS)?,
             jwks_fetches: m.counter_vec(&JWKS_FETCHES)?,
             connections_refused: m.counter_vec(&CONNECTIONS_REFUSED)?,
+            connections_open: m.gauge(&CONNECTIONS_OPEN)?,
             set: m,
         })
     }
@@ -232,7 +240,8 @@ pub(crate) fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Decrements the in-flight gauge when the request's context is dropped, however the request ends.
+/// Holds a gauge up (requests or connections in flight) until dropped, however the request or
+/// connection ends.
 pub(crate) struct InFlight(IntGauge);
 
 impl InFlight {

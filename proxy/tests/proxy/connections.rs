@@ -115,8 +115,9 @@ async fn connections_over_the_per_ip_limit_are_refused_with_429() {
     for _ in 0..3 {
         held.push(TcpStream::connect(p.addr).await.unwrap());
     }
-    // The proxy counts a connection when it accepts it; give it a moment to accept all three.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The proxy counts a connection when it accepts it: wait until it has accepted all three.
+    let open = p.metrics_with("edge_proxy_connections_open 3\n").await;
+    assert!(open.contains("edge_proxy_connections_open 3\n"), "{open}");
     let mut fourth = TcpStream::connect(p.addr).await.unwrap();
     let _ = fourth
         .write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -128,7 +129,8 @@ async fn connections_over_the_per_ip_limit_are_refused_with_429() {
 
     // Closing one frees its slot.
     drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let open = p.metrics_with("edge_proxy_connections_open 2\n").await;
+    assert!(open.contains("edge_proxy_connections_open 2\n"), "{open}");
     let r = p.get("/public/x", None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(

@@ -11,6 +11,7 @@ mod framing;
 mod gateway;
 mod harness;
 mod issuers;
+mod layering;
 mod limits;
 mod metrics;
 mod session_contract;
