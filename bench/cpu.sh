@@ -14,6 +14,15 @@
 #   edge-auth-redis the same on a Redis store (a private redis-server on core 1)
 #   edge-eddsa      EdDSA tokens and EdDSA identity assertions, in-process store
 #
+# With BASE_BIN=<an older edge-proxy binary>, the targets base-public, base-auth-mem, base-auth-redis and
+# base-eddsa run that binary beside the current one (same configs), so a change is measured before and
+# after in one run; add them to TARGETS.
+#
+# CALLGRIND=N runs the floor and the edge targets (edge-*, base-*) under valgrind's callgrind instead and prints the
+# instructions per request over N keep-alive requests (counters zeroed after a warm-up): a count that
+# is the same from run to run whatever else the machine does, unlike CPU time on a shared machine.
+# ANNOTATE=1 adds each target's top functions by inclusive instructions.
+#
 # Then the added latency (p50, p99) over direct at 1 and 32 connections for the same targets.
 # Loopback only; every run is bounded by DURATION.
 #
@@ -154,15 +163,21 @@ TOML
 }
 
 declare -A PORT PID
-start_edge() { # name store alg
+grind=()
+if [ -n "${CALLGRIND:-}" ]; then
+  grind=(valgrind -q --tool=callgrind --callgrind-out-file="$work/%q{TARGET}.cg")
+  WAIT_TRIES=600
+fi
+start_edge() { # name store alg [binary]
   local p pa
   p=$(free_port); pa=$(free_port)
   edge_config "$work/$1.toml" "$p" "$pa" "$2" "$3"
-  "${on_proxy_cpu[@]}" target/release/edge-proxy --config "$work/$1.toml" > "$work/$1.log" 2>&1 & pids+=($!)
+  TARGET=$1 "${on_proxy_cpu[@]}" "${grind[@]}" "${4:-target/release/edge-proxy}" --config "$work/$1.toml" \
+    > "$work/$1.log" 2>&1 & pids+=($!)
   PID[$1]=$!; PORT[$1]=$p
   wait_for "http://127.0.0.1:$pa/readyz"
   # Wait for both pools' first health check.
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 "${WAIT_TRIES:-100}"); do
     curl -fs "http://127.0.0.1:$pa/readyz" | python3 -c \
       'import json,sys; u=json.load(sys.stdin)["upstreams"]; sys.exit(min(v["healthy_peers"] for v in u.values()) < 1)' && break
     sleep 0.1
@@ -243,16 +258,23 @@ for h in haproxy haproxy-jwt; do
 done
 if want floor; then
   PORT[floor]=$(free_port)
-  "${on_proxy_cpu[@]}" target/release/pingora-floor "127.0.0.1:${PORT[floor]}" "127.0.0.1:$S" 1 \
-    > "$work/floor.log" 2>&1 & pids+=($!)
+  TARGET=floor "${on_proxy_cpu[@]}" "${grind[@]}" target/release/pingora-floor "127.0.0.1:${PORT[floor]}" \
+    "127.0.0.1:$S" 1 > "$work/floor.log" 2>&1 & pids+=($!)
   PID[floor]=$!
 fi
 want edge-public && start_edge edge-public memory HS256
 want edge-auth-mem && start_edge edge-auth-mem memory HS256
 want edge-auth-redis && start_edge edge-auth-redis redis HS256
 want edge-eddsa && start_edge edge-eddsa memory EdDSA
+for b in public:memory:HS256 auth-mem:memory:HS256 auth-redis:redis:HS256 eddsa:memory:EdDSA; do
+  IFS=: read -r name store alg <<<"$b"
+  if want "base-$name"; then
+    [ -x "${BASE_BIN:-}" ] || { echo "base-$name needs BASE_BIN=<edge-proxy binary>" >&2; exit 1; }
+    start_edge "base-$name" "$store" "$alg" "$BASE_BIN"
+  fi
+done
 for t in $TARGETS; do
-  for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:${PORT[$t]}/public/x" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 "${WAIT_TRIES:-50}"); do curl -fs -o /dev/null "http://127.0.0.1:${PORT[$t]}/public/x" 2>/dev/null && break; sleep 0.1; done
 done
 
 # --- tokens: one login per authenticated target ---------------------------------------------------
@@ -265,7 +287,7 @@ for t in $TARGETS; do
   URL[$t]="http://127.0.0.1:${PORT[$t]}/public/x"
   SCRIPT[$t]=""
 done
-for t in edge-auth-mem edge-auth-redis edge-eddsa; do
+for t in edge-auth-mem edge-auth-redis edge-eddsa base-auth-mem base-auth-redis base-eddsa; do
   want "$t" || continue
   tok=$(curl -fs -X POST "http://127.0.0.1:${PORT[$t]}/auth/login" -H 'content-type: application/json' -d "$account" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -300,6 +322,44 @@ wrk_run() {
   to_us() { python3 -c 'import sys,re; v=sys.argv[1]; m=re.match(r"([\d.]+)(us|ms|s)",v); print(round(float(m[1])*{"us":1,"ms":1e3,"s":1e6}[m[2]],1))' "$1"; }
   echo "$req $rps $(to_us "$p50") $(to_us "$p99")"
 }
+
+if [ -n "${CALLGRIND:-}" ]; then
+  # N requests on one keep-alive connection, each checked for 200.
+  keepalive_get() { # url script count
+    python3 - "$1" "${2:-}" "$3" <<'PY'
+import http.client, re, sys, urllib.parse
+url, script, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urllib.parse.urlsplit(url)
+headers = {}
+if script:
+    m = re.search(r'"(Bearer [^"]+)"', open(script).read())
+    headers["authorization"] = m.group(1)
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+for _ in range(n):
+    c.request("GET", u.path, headers=headers)
+    r = c.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"{url} answered {r.status}")
+PY
+  }
+  printf '\n%-16s %14s   (callgrind, %s requests after a warm-up)\n' target instr/request "$CALLGRIND"
+  for t in $TARGETS; do
+    case $t in edge-*|base-*|floor) ;; *) continue ;; esac
+    keepalive_get "${URL[$t]}" "${SCRIPT[$t]}" 200
+    callgrind_control -z "${PID[$t]}" >/dev/null 2>&1
+    keepalive_get "${URL[$t]}" "${SCRIPT[$t]}" "$CALLGRIND"
+    rm -f "$work/$t.cg".*
+    callgrind_control -d "${PID[$t]}" >/dev/null 2>&1
+    dump=$(ls -t "$work/$t.cg".* | head -1)
+    total=$(awk '/^summary:/ {print $2}' "$dump")
+    printf '%-16s %14d\n' "$t" $((total / CALLGRIND))
+    if [ -n "${ANNOTATE:-}" ]; then
+      callgrind_annotate --inclusive=yes --threshold=99 "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | head -"${PROFILE_LINES:-45}" | cut -c1-160 || true
+    fi
+  done
+  exit 0
+fi
 
 if [ -n "${PROFILE:-}" ]; then
   # Where the time goes: perf with DWARF call graphs on one target under the same load, then the
@@ -379,6 +439,9 @@ print(f"  edge-auth-mem   / haproxy-jwt  {ratio('edge-auth-mem', 'haproxy-jwt')}
 if "edge-auth-redis" in med and "edge-auth-mem" in med:
     print(f"  edge-auth-redis - edge-auth-mem  {med['edge-auth-redis'][1] - med['edge-auth-mem'][1]:.1f} us   [<= 20 us]")
 print(f"  edge-eddsa      / floor        {ratio('edge-eddsa', 'floor')}")
+for name in ("public", "auth-mem", "auth-redis", "eddsa"):
+    if f"base-{name}" in med and f"edge-{name}" in med:
+        print(f"  edge-{name:<10} / base-{name:<10} {ratio('edge-' + name, 'base-' + name)}   (this build / BASE_BIN)")
 print(f"  floor           / nginx        {ratio('floor', 'nginx')}")
 print(f"  haproxy-jwt     / haproxy      {ratio('haproxy-jwt', 'haproxy')}")
 PY
