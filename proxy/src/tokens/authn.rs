@@ -218,29 +218,18 @@ impl<'a> From<&'a AccessClaims> for TokenRef<'a> {
 mod tests {
     use super::*;
     use crate::session::MemorySessionStore;
-    use crate::tokens::keys::{OwnKey, SigningAlg};
-    use crate::tokens::own::{JwtConfig, TokenService};
+    use crate::tokens::keys::SigningAlg;
+    use crate::tokens::own::tests as own_tests;
+    use crate::tokens::own::TokenService;
 
     const NOW: UnixSecs = UnixSecs(1_800_000_000);
 
     fn authn() -> (Authenticator, Arc<MemorySessionStore>, Arc<Metrics>) {
-        let key = OwnKey {
-            kid: None,
-            material: secrecy::SecretBox::new(Box::new(
-                b"an-hs256-key-of-at-least-32-bytes-for-tests".to_vec(), // pragma: allowlist secret
-            )),
-            public: None,
-        };
-        let own = TokenService::from_config(&JwtConfig {
-            algorithm: SigningAlg::Hs256,
-            key,
-            previous: None,
-            issuer: "edge-proxy".into(),
-            audience: "edge-proxy".into(),
-            lifetime_secs: 900,
-            leeway_secs: 30,
-            realm: "edge-proxy".into(),
-        });
+        let own = TokenService::from_config(&own_tests::config(
+            SigningAlg::Hs256,
+            own_tests::hs_key(own_tests::KEY, None),
+            None,
+        ));
         let sessions = Arc::new(MemorySessionStore::new());
         let metrics = Arc::new(Metrics::new().unwrap());
         let verifier = Arc::new(Verifier::new(

@@ -467,14 +467,18 @@ pub fn presented<'a>(authorization: &[&'a [u8]], query: Option<&str>) -> Present
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::SecretBox;
 
     const NOW: UnixSecs = UnixSecs(1_800_000_000);
-    const KEY: &[u8] = b"an-hs256-key-of-at-least-32-bytes-for-tests";
+    pub(crate) const KEY: &[u8] = b"an-hs256-key-of-at-least-32-bytes-for-tests";
 
-    fn config(algorithm: SigningAlg, key: OwnKey, previous: Option<PreviousKey>) -> JwtConfig {
+    pub(crate) fn config(
+        algorithm: SigningAlg,
+        key: OwnKey,
+        previous: Option<PreviousKey>,
+    ) -> JwtConfig {
         JwtConfig {
             algorithm,
             key,
@@ -487,7 +491,7 @@ mod tests {
         }
     }
 
-    fn hs_key(bytes: &[u8], kid: Option<&str>) -> OwnKey {
+    pub(crate) fn hs_key(bytes: &[u8], kid: Option<&str>) -> OwnKey {
         OwnKey {
             kid: kid.map(str::to_owned),
             material: SecretBox::new(Box::new(bytes.to_vec())),
@@ -610,21 +614,11 @@ mod tests {
     }
 
     mod hmac_sha256 {
-        use sha2::{Digest, Sha256};
+        use hmac::{Hmac, Mac as _};
         pub(super) fn sign(key: &[u8], msg: &[u8]) -> Vec<u8> {
-            let mut k = [0u8; 64];
-            if key.len() > 64 {
-                k[..32].copy_from_slice(&Sha256::digest(key));
-            } else {
-                k[..key.len()].copy_from_slice(key);
-            }
-            let mut inner = Sha256::new();
-            inner.update(k.iter().map(|b| b ^ 0x36).collect::<Vec<_>>());
-            inner.update(msg);
-            let mut outer = Sha256::new();
-            outer.update(k.iter().map(|b| b ^ 0x5c).collect::<Vec<_>>());
-            outer.update(inner.finalize());
-            outer.finalize().to_vec()
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(msg);
+            mac.finalize().into_bytes().to_vec()
         }
     }
 
