@@ -219,7 +219,7 @@ mod tests {
     use super::*;
     use crate::session::MemorySessionStore;
     use crate::tokens::keys::SigningAlg;
-    use crate::tokens::own::tests as own_tests;
+    use crate::tokens::own::fixtures as own_tests;
     use crate::tokens::own::TokenService;
 
     const NOW: UnixSecs = UnixSecs(1_800_000_000);

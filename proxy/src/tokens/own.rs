@@ -466,12 +466,12 @@ pub fn presented<'a>(authorization: &[&'a [u8]], query: Option<&str>) -> Present
     }
 }
 
+/// Own-token fixtures the unit tests of several modules share.
 #[cfg(test)]
-pub(crate) mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use secrecy::SecretBox;
 
-    const NOW: UnixSecs = UnixSecs(1_800_000_000);
     pub(crate) const KEY: &[u8] = b"an-hs256-key-of-at-least-32-bytes-for-tests";
 
     pub(crate) fn config(
@@ -498,6 +498,14 @@ pub(crate) mod tests {
             public: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{config, hs_key, KEY};
+    use super::*;
+
+    const NOW: UnixSecs = UnixSecs(1_800_000_000);
 
     fn ed_key(seed: u8, kid: &str) -> OwnKey {
         OwnKey::ed25519(
