@@ -21,7 +21,8 @@
 # CALLGRIND=N runs the floor and the edge targets (edge-*, base-*) under valgrind's callgrind instead and prints the
 # instructions per request over N keep-alive requests (counters zeroed after a warm-up): a count that
 # is the same from run to run whatever else the machine does, unlike CPU time on a shared machine.
-# ANNOTATE=1 adds each target's top functions by inclusive instructions.
+# ANNOTATE=1 adds each target's top functions by inclusive instructions; CALLGRIND_KEEP=<dir> keeps the
+# dumps there for callgrind_annotate.
 #
 # Then the added latency (p50, p99) over direct at 1 and 32 connections for the same targets.
 # Loopback only; every run is bounded by DURATION.
@@ -354,6 +355,7 @@ PY
     dump=$(ls -t "$work/$t.cg".* | head -1)
     total=$(awk '/^summary:/ {print $2}' "$dump")
     printf '%-16s %14d\n' "$t" $((total / CALLGRIND))
+    [ -n "${CALLGRIND_KEEP:-}" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$dump" "$CALLGRIND_KEEP/$t.cg"
     if [ -n "${ANNOTATE:-}" ]; then
       callgrind_annotate --inclusive=yes --threshold=99 "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | head -"${PROFILE_LINES:-45}" | cut -c1-160 || true
     fi

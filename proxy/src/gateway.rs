@@ -18,13 +18,13 @@ use crate::error::ProxyError;
 use crate::http::body::{self, BodyTimeouts};
 use crate::http::ctx::{Handler, RequestCtx};
 use crate::http::respond::{self, Synthetic};
-use crate::http::upstream::Pool;
+use crate::http::upstream::Target;
 use crate::http::{conn, headers, pingora_error};
 use crate::login::flow::LoginFlow;
 use crate::login::logout::Logout;
 use crate::login::SessionsConfig;
 use crate::obs::access_log::{AccessEntry, AccessLog};
-use crate::obs::metrics::{bounded_method, status_class, InFlight, Metrics};
+use crate::obs::metrics::{bounded_method, InFlight, Metrics, RequestMetrics};
 use crate::obs::trace::TraceParent;
 use crate::policy::client::IpNet;
 use crate::policy::routing::RouteTable;
@@ -42,7 +42,9 @@ use self::admission::Admit;
 
 /// Everything the gateway needs, built once from `Config` in `lib.rs`.
 pub(crate) struct Gateway {
-    pub(crate) routes: RouteTable<Arc<Pool>>,
+    pub(crate) routes: RouteTable<Target>,
+    /// Request metrics of the proxy's own endpoints and of refusals before a route.
+    pub(crate) endpoint_metrics: EndpointMetrics,
     pub(crate) authn: Arc<Authenticator>,
     pub(crate) login: LoginFlow,
     pub(crate) logout: Logout,
@@ -59,15 +61,50 @@ pub(crate) struct Gateway {
     pub(crate) clock: SharedClock,
 }
 
-/// A valid `X-Request-Id` is a UUID; anything else is replaced.
-fn request_id(req: &RequestHeader) -> String {
-    req.headers
+/// Request metrics of everything that is not a route.
+pub(crate) struct EndpointMetrics {
+    login: RequestMetrics,
+    logout: RequestMetrics,
+    logout_all: RequestMetrics,
+    jwks: RequestMetrics,
+    none: RequestMetrics,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(m: &Metrics) -> Self {
+        Self {
+            login: m.for_handler(Handler::Login.label()),
+            logout: m.for_handler(Handler::Logout.label()),
+            logout_all: m.for_handler(Handler::LogoutAll.label()),
+            jwks: m.for_handler(Handler::Jwks.label()),
+            none: m.for_handler(Handler::None.label()),
+        }
+    }
+
+    fn of(&self, h: &Handler) -> &RequestMetrics {
+        match h {
+            Handler::Login => &self.login,
+            Handler::Logout => &self.logout,
+            Handler::LogoutAll => &self.logout_all,
+            Handler::Jwks => &self.jwks,
+            Handler::None | Handler::Route(_) => &self.none,
+        }
+    }
+}
+
+/// A valid `X-Request-Id` is a UUID; anything else is replaced by a random (v4) one, drawn from the
+/// thread's CSPRNG rather than a `getrandom` system call per request.
+fn request_id(req: &RequestHeader) -> http::HeaderValue {
+    use rand::Rng as _;
+    let id = req
+        .headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::parse_str(v).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
-        .hyphenated()
-        .to_string()
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid());
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    http::HeaderValue::from_str(text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
 /// The pingora error that aborts a request whose body the meter refused (the meter keeps the
@@ -163,7 +200,7 @@ impl ProxyHttp for Gateway {
         let Handler::Route(route) = &ctx.handler else {
             return Err(Error::explain(ErrorType::ConnectNoRoute, "no route"));
         };
-        let pool = &route.pool;
+        let pool = &route.target.pool;
         let addr = pool
             .select()
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy peer"))?;
@@ -207,7 +244,7 @@ impl ProxyHttp for Gateway {
             headers::Forwarded {
                 request_id: &ctx.request_id,
                 client: ctx.client_ip,
-                host: ctx.host.as_deref(),
+                host: ctx.host.as_ref(),
                 traceparent: ctx.trace.as_ref().map(TraceParent::as_str),
                 identity,
             },
@@ -229,13 +266,10 @@ impl ProxyHttp for Gateway {
         _resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let (Some(started), Some(upstream)) =
-            (ctx.upstream_started.take(), ctx.handler.upstream())
+        if let (Some(started), Handler::Route(route)) = (ctx.upstream_started.take(), &ctx.handler)
         {
-            self.metrics
-                .upstream_duration
-                .with_label_values(&[upstream])
-                .observe(started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            route.target.upstream.duration.observe(seconds);
         }
         Ok(())
     }
@@ -251,11 +285,8 @@ impl ProxyHttp for Gateway {
             .take_refusal()
             .unwrap_or_else(|| ProxyError::from_pingora(e));
         if matches!(err, ProxyError::BadGateway | ProxyError::GatewayTimeout) {
-            if let Some(upstream) = ctx.handler.upstream() {
-                self.metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream])
-                    .inc();
+            if let Handler::Route(route) = &ctx.handler {
+                route.target.upstream.errors.inc();
             }
         }
         // A 1xx (e.g. the upstream's 100 Continue) is not a final answer: the 413/502 can still follow.
@@ -270,7 +301,7 @@ impl ProxyHttp for Gateway {
         }
         let too_large = matches!(err, ProxyError::PayloadTooLarge { .. });
         if !too_large {
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+            tracing::warn!(request_id = %ctx.rid(), error = %e, "proxying failed");
         }
         let answer = Synthetic::refusal(&err, &self.realm, true);
         let _ = respond::write(session, answer, &ctx.answer()).await;
@@ -296,17 +327,14 @@ impl ProxyHttp for Gateway {
         let method = bounded_method(&session.req_header().method);
         let elapsed = ctx.started.elapsed();
         if self.request_metrics {
-            self.metrics
-                .requests
-                .with_label_values(&[route, method, status_class(status)])
-                .inc();
-            self.metrics
-                .request_duration
-                .with_label_values(&[route])
-                .observe(elapsed.as_secs_f64());
+            let handles = match &ctx.handler {
+                Handler::Route(r) => &r.target.requests,
+                other => self.endpoint_metrics.of(other),
+            };
+            handles.record(&session.req_header().method, status, elapsed.as_secs_f64());
         }
         self.access_log.record(&AccessEntry {
-            request_id: &ctx.request_id,
+            request_id: ctx.rid(),
             trace_id: ctx.trace.as_ref().map_or("-", TraceParent::trace_id),
             route,
             upstream: ctx.handler.upstream().unwrap_or("-"),

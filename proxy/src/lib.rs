@@ -18,7 +18,7 @@
 //! | `early_request_filter` | request id (the client's only if it is a UUID), trace context; head complete (stops the deadline; chunked bodies start `conn::chunked`); keep-alive idle and body read timeouts | — |
 //! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) | 400 / 401 / 403 / 404 / 405 / 408 / 413 / 414 / 429 / 431 / 503 |
 //! | `request_body_filter` | chunk-line violation from the stream; `BodyMeter::feed` (route limit, minimum rate); the meter keeps its `ProxyError` and the error aborts the upstream request | 400 / 408 / 413 |
-//! | `upstream_peer` | the route's pool (`Arc<Route<Arc<Pool>>>` in the context): next healthy peer, connect/read timeouts | 502 |
+//! | `upstream_peer` | the route's pool (`Arc<Route<Target>>` in the context: pool and metric handles resolved at build time): next healthy peer, connect/read timeouts | 502 |
 //! | `upstream_request_filter` | `tokens::assertion::Asserter::identity` for a caller, then `http::headers::forward`: no `Authorization`; `X-Request-Id`, `X-Forwarded-*`, `traceparent`, `X-User-*`, `X-Identity-Assertion` | — |
 //! | `response_filter` | `http::headers::rewrite_response`: no `Server`; security headers; the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
 //! | `fail_to_proxy` | the meter's refusal, else `ProxyError::from_pingora` (`http::pingora_error`); written by `http::respond` | 400 / 408 / 413 / 502 / 504 |
@@ -234,7 +234,13 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
     let routes = config
         .routes
         .iter()
-        .map(|r| Ok(r.clone().with_pool(parts.pool(&r.upstream)?)))
+        .map(|r| {
+            Ok(r.clone().bind(http::upstream::Target {
+                pool: parts.pool(&r.upstream)?,
+                requests: parts.metrics.for_handler(&r.name),
+                upstream: parts.metrics.for_upstream(&r.upstream),
+            }))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let authn = authenticator(config, parts)?;
     let own = Arc::clone(&authn.tokens.own);
@@ -247,6 +253,7 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
     let Stores { sessions, attempts } = &parts.stores;
     Ok(Gateway {
         routes: policy::routing::RouteTable::new(routes),
+        endpoint_metrics: gateway::EndpointMetrics::new(&parts.metrics),
         login: login::flow::LoginFlow {
             own: Arc::clone(&own),
             sessions: Arc::clone(sessions),

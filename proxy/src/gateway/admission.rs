@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 use crate::http::body;
 use crate::http::ctx::{Handler, RequestCtx};
 use crate::http::respond::{self, Synthetic};
-use crate::http::upstream::Pool;
+use crate::http::upstream::Target;
 use crate::http::{framing, headers};
 use crate::policy::client::client_ip;
 use crate::policy::cors::{decide_request, Decision};
@@ -64,7 +64,7 @@ impl Gateway {
     /// A route's checks: CORS, methods, the declared body, authentication.
     async fn route_checks(
         &self,
-        route: &Route<Arc<Pool>>,
+        route: &Route<Target>,
         req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<Admit, ProxyError> {
@@ -137,10 +137,7 @@ impl Gateway {
                 .collect()
         };
         ctx.client_ip = Some(client_ip(peer, &xff, &self.trusted_proxies));
-        ctx.host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
+        ctx.host = headers.get(http::header::HOST).cloned();
     }
 
     /// Writes the answer for `err`; the one place refusals become responses.

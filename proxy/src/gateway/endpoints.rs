@@ -65,7 +65,7 @@ impl Gateway {
                 let body = body::read_capped(session, &mut ctx.body, &self.body_timeouts).await?;
                 let client = LoginClient {
                     ip: ctx.client_ip,
-                    request_id: &ctx.request_id,
+                    request_id: ctx.rid(),
                 };
                 let minted = self.login.run(&body, &client, now).await?;
                 Ok(Synthetic::json(StatusCode::OK, self.login.answer(&minted)))

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::http::body::BodyMeter;
 use crate::http::respond::{AnswerContext, CorsAnswer};
-use crate::http::upstream::Pool;
+use crate::http::upstream::Target;
 use crate::obs::metrics::InFlight;
 use crate::obs::trace::TraceParent;
 use crate::policy::routing::Route;
@@ -19,8 +19,8 @@ pub(crate) enum Handler {
     /// Refused before a route was chosen (bad path, framing).
     #[default]
     None,
-    /// A configured route, bound to its pool.
-    Route(Arc<Route<Arc<Pool>>>),
+    /// A configured route, bound to its pool and metrics.
+    Route(Arc<Route<Target>>),
     Login,
     Logout,
     LogoutAll,
@@ -51,7 +51,8 @@ impl Handler {
 }
 
 pub(crate) struct RequestCtx {
-    pub request_id: String,
+    /// A UUID: the client's, or made here. Kept as the header value it is sent as.
+    pub request_id: http::HeaderValue,
     pub started: Instant,
     pub client_ip: Option<IpAddr>,
     pub handler: Handler,
@@ -60,7 +61,7 @@ pub(crate) struct RequestCtx {
     pub auth: AuthOutcome,
     pub body: BodyMeter,
     /// `Host` as the client sent it, for `X-Forwarded-Host`.
-    pub host: Option<String>,
+    pub host: Option<http::HeaderValue>,
     /// Holds the in-flight gauge up while the request lives.
     pub in_flight: Option<InFlight>,
     /// When a peer was chosen, for `edge_proxy_upstream_duration_seconds`.
@@ -75,7 +76,7 @@ pub(crate) struct RequestCtx {
 impl RequestCtx {
     pub(crate) fn new(security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>) -> Self {
         Self {
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             started: Instant::now(),
             client_ip: None,
             handler: Handler::None,
@@ -89,6 +90,11 @@ impl RequestCtx {
             cors: CorsAnswer::default(),
             security_headers,
         }
+    }
+
+    /// The request id as text (it is ASCII by construction).
+    pub(crate) fn rid(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
     }
 
     /// What this request's synthetic answers share.

@@ -19,67 +19,119 @@ pub(crate) fn strip_inbound(req: &mut RequestHeader) -> Result<(), ProxyError> {
     Ok(())
 }
 
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+static X_USER_ISSUER: HeaderName = HeaderName::from_static("x-user-issuer");
+static X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
+static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
+static X_IDENTITY_ASSERTION: HeaderName = HeaderName::from_static("x-identity-assertion");
+
 /// What the upstream learns about the request besides its own headers.
 pub(crate) struct Forwarded<'a> {
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     pub client: Option<std::net::IpAddr>,
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
     pub traceparent: Option<&'a str>,
     /// Set on authenticated requests.
     pub identity: Option<IdentityHeaders>,
 }
 
+/// A header value the proxy made itself (ids, addresses, tokens: visible ASCII by construction).
+fn value(s: String) -> pingora::Result<HeaderValue> {
+    HeaderValue::try_from(s).map_err(|_| {
+        pingora::Error::explain(pingora::ErrorType::InternalError, "invalid header value")
+    })
+}
+
 /// Sets the upstream request's headers: never the token (R-JWT-8), the request id, `X-Forwarded-*`,
 /// the trace context and, for a caller, the identity headers and the signed assertion.
+///
+/// The upstream head is rebuilt without pingora's header-case map (names go out lower-case, as
+/// Envoy and HAProxy send them) and with room reserved, so the added headers are plain inserts
+/// of prebuilt names instead of a name parse and two map inserts each, with the maps growing.
 pub(crate) fn forward(up: &mut RequestHeader, f: Forwarded<'_>) -> pingora::Result<()> {
-    while up.remove_header(&http::header::AUTHORIZATION).is_some() {}
-    up.insert_header("x-request-id", f.request_id)?;
+    let raw_target = (up.raw_path() != path_and_query(up)).then(|| up.raw_path().to_vec());
+    let placeholder = RequestHeader::build_no_case(http::Method::GET, b"/", Some(0))?;
+    let mut parts: http::request::Parts = std::mem::replace(up, placeholder).into();
+    let h = &mut parts.headers;
+    h.remove(http::header::AUTHORIZATION);
+    h.reserve(10);
+    h.insert(X_REQUEST_ID.clone(), f.request_id.clone());
     if let Some(ip) = f.client {
-        up.insert_header("x-forwarded-for", ip.to_string())?;
+        h.insert(X_FORWARDED_FOR.clone(), value(ip.to_string())?);
     }
-    up.insert_header("x-forwarded-proto", "http")?;
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(trace) = f.traceparent {
-        up.insert_header("traceparent", trace)?;
+        h.insert(TRACEPARENT.clone(), value(trace.to_owned())?);
     }
     if let Some(host) = f.host {
-        up.insert_header("x-forwarded-host", host)?;
+        h.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     if let Some(id) = f.identity {
-        up.insert_header("x-user-id", id.user_id)?;
+        h.insert(X_USER_ID.clone(), value(id.user_id)?);
         if let Some(issuer) = id.issuer {
-            up.insert_header("x-user-issuer", issuer)?;
+            h.insert(X_USER_ISSUER.clone(), value(issuer)?);
         }
-        up.insert_header("x-user-email", id.email)?;
-        up.insert_header("x-user-roles", id.roles)?;
-        up.insert_header("x-identity-assertion", id.assertion)?;
+        h.insert(X_USER_EMAIL.clone(), value(id.email)?);
+        h.insert(X_USER_ROLES.clone(), value(id.roles)?);
+        h.insert(X_IDENTITY_ASSERTION.clone(), value(id.assertion)?);
+    }
+    *up = RequestHeader::from(parts);
+    if let Some(raw) = raw_target {
+        // A target the URI does not spell byte for byte (absolute form) is forwarded as received.
+        up.set_raw_path(&raw)?;
     }
     Ok(())
 }
 
+fn path_and_query(req: &RequestHeader) -> &[u8] {
+    req.uri
+        .path_and_query()
+        .map_or(b"/".as_slice(), |p| p.as_str().as_bytes())
+}
+
 /// Rewrites the upstream's response head: no `Server` banner (ASVS V14.3.3), the security headers
 /// unless the upstream set them, and on a CORS route the policy's headers instead of the upstream's.
+/// Like the request, the head is rebuilt without the case map (lower-case names), so the inserts
+/// are plain map operations.
 pub(crate) fn rewrite_response(
     resp: &mut ResponseHeader,
     security_headers: &[(HeaderName, HeaderValue)],
     cors: &CorsAnswer,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> pingora::Result<()> {
-    while resp.remove_header(&http::header::SERVER).is_some() {}
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != resp.status.canonical_reason())
+        .map(str::to_owned);
+    let placeholder = ResponseHeader::build_no_case(resp.status, Some(0))?;
+    let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
+    let h = &mut parts.headers;
+    h.remove(http::header::SERVER);
+    h.reserve(security_headers.len() + cors.headers.len() + 2);
     for (name, value) in security_headers {
-        if !resp.headers.contains_key(name) {
-            resp.insert_header(name.clone(), value.clone())?;
+        if !h.contains_key(name) {
+            h.insert(name.clone(), value.clone());
         }
     }
     if cors.route {
-        for name in crate::policy::cors::upstream_cors_headers(&resp.headers) {
-            while resp.remove_header(name.as_str()).is_some() {}
+        for name in crate::policy::cors::upstream_cors_headers(h) {
+            h.remove(name);
         }
-        for (name, value) in &cors.headers {
-            resp.insert_header(*name, value.as_str())?;
+        for (name, v) in &cors.headers {
+            h.insert(*name, value(v.clone())?);
         }
-        resp.append_header(http::header::VARY, "Origin")?;
+        h.append(http::header::VARY, HeaderValue::from_static("Origin"));
     }
-    resp.insert_header("x-request-id", request_id)?;
+    h.insert(X_REQUEST_ID.clone(), request_id.clone());
+    *resp = ResponseHeader::from(parts);
+    if let Some(reason) = reason {
+        resp.set_reason_phrase(Some(&reason))?;
+    }
     Ok(())
 }
 
@@ -106,12 +158,16 @@ mod tests {
         let mut up = RequestHeader::build("GET", b"/x", None).unwrap();
         up.append_header("Authorization", "Bearer t").unwrap();
         up.append_header("Authorization", "Bearer u").unwrap();
+        let (rid, host) = (
+            HeaderValue::from_static("rid"),
+            HeaderValue::from_static("api.example"),
+        );
         forward(
             &mut up,
             Forwarded {
-                request_id: "rid",
+                request_id: &rid,
                 client: Some("203.0.113.9".parse().unwrap()),
-                host: Some("api.example"),
+                host: Some(&host),
                 traceparent: None,
                 identity: Some(IdentityHeaders {
                     user_id: "idp:alice".into(),
@@ -132,6 +188,33 @@ mod tests {
         assert_eq!(get("x-user-roles").as_deref(), Some("user,admin"));
         assert_eq!(get("x-identity-assertion").as_deref(), Some("jwt"));
         assert_eq!(get("traceparent"), None);
+    }
+
+    #[test]
+    fn the_rebuilt_heads_keep_the_target_bytes_and_the_reason_phrase() {
+        let rid = HeaderValue::from_static("rid");
+        for target in [b"/a%2Fb?q=1".as_slice(), b"http://api.example/x?y", b"/"] {
+            let mut up = RequestHeader::build("GET", target, None).unwrap();
+            up.append_header("X-Custom", "1").unwrap();
+            let f = Forwarded {
+                request_id: &rid,
+                client: None,
+                host: None,
+                traceparent: None,
+                identity: None,
+            };
+            forward(&mut up, f).unwrap();
+            assert_eq!(up.raw_path(), target);
+            assert_eq!(up.headers["x-custom"], "1");
+            assert!(!up.has_case(), "names go upstream lower-case");
+        }
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.set_reason_phrase(Some("Fine")).unwrap();
+        rewrite_response(&mut resp, &[], &CorsAnswer::default(), &rid).unwrap();
+        assert_eq!(resp.get_reason_phrase(), Some("Fine"));
+        let mut plain = ResponseHeader::build(404, None).unwrap();
+        rewrite_response(&mut plain, &[], &CorsAnswer::default(), &rid).unwrap();
+        assert_eq!(plain.get_reason_phrase(), Some("Not Found"));
     }
 
     #[test]
@@ -157,7 +240,13 @@ mod tests {
             route: true,
             headers: vec![("access-control-allow-origin", "https://app.example".into())],
         };
-        rewrite_response(&mut resp, &security, &cors, "rid").unwrap();
+        rewrite_response(
+            &mut resp,
+            &security,
+            &cors,
+            &HeaderValue::from_static("rid"),
+        )
+        .unwrap();
         let all = |n: &str| -> Vec<String> {
             resp.headers
                 .get_all(n)

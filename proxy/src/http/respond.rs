@@ -91,7 +91,7 @@ impl Synthetic {
 
 /// What every synthetic answer of one request shares: its id, its CORS headers and the security set.
 pub(crate) struct AnswerContext<'a> {
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     pub cors: &'a CorsAnswer,
     pub security_headers: &'a [(HeaderName, HeaderValue)],
 }
@@ -117,7 +117,7 @@ pub(crate) fn head(s: &Synthetic, cx: &AnswerContext<'_>) -> pingora::Result<Res
     }
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header(http::header::CONTENT_LENGTH, s.body.len())?;
-    resp.insert_header("x-request-id", cx.request_id)?;
+    resp.insert_header("x-request-id", cx.request_id.clone())?;
     for (name, value) in s.headers.iter().chain(&cx.cors.headers) {
         resp.insert_header(*name, value.as_str())?;
     }
@@ -182,8 +182,9 @@ mod tests {
             route: true,
             headers: vec![("access-control-allow-origin", "https://app.example".into())],
         };
+        let rid = HeaderValue::from_static("rid");
         let cx = AnswerContext {
-            request_id: "rid",
+            request_id: &rid,
             cors: &cors,
             security_headers: &security,
         };
@@ -209,7 +210,7 @@ mod tests {
         let plain = head(
             &Synthetic::empty(StatusCode::NO_CONTENT),
             &AnswerContext {
-                request_id: "rid",
+                request_id: &rid,
                 cors: &CorsAnswer::default(),
                 security_headers: &[],
             },

@@ -66,6 +66,21 @@ fn valid_peer(peer: &str) -> bool {
     !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
+/// What a route is bound to once the proxy is built: its pool and its metric handles.
+pub(crate) struct Target {
+    pub pool: Arc<Pool>,
+    pub requests: crate::obs::metrics::RequestMetrics,
+    pub upstream: crate::obs::metrics::UpstreamMetrics,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("pool", &self.pool.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How many peers `select` may skip over looking for a healthy one.
 const MAX_SELECT_ITERATIONS: usize = 256;
 

@@ -50,7 +50,26 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Client connections open on the public listener.
     pub connections_open: IntGauge,
+    /// `auth_decisions` (and `auth_failures`) per known result, resolved once.
+    auth_handles: Vec<(&'static str, IntCounter, Option<IntCounter>)>,
+    /// `store_duration` per known operation, resolved once.
+    store_ops: Vec<(&'static str, prometheus::Histogram)>,
 }
+
+/// The `result` values of the auth metrics (`tokens::authn::AuthOutcome` labels that are counted).
+const AUTH_RESULTS: [&str; 5] = ["ok", "missing", "invalid", "expired", "revoked"];
+/// The `op` values of `edge_proxy_store_duration_seconds`.
+const STORE_OPS: [&str; 9] = [
+    "session_status",
+    "external_status",
+    "session_insert",
+    "session_revoke",
+    "session_revoke_all",
+    "external_revoke",
+    "external_revoke_all",
+    "login_begin",
+    "login_finish",
+];
 
 const REQUESTS: Spec = Spec::new(
     "edge_proxy_requests_total",
@@ -177,8 +196,27 @@ impl Metrics {
             jwks_fetches: m.counter_vec(&JWKS_FETCHES)?,
             connections_refused: m.counter_vec(&CONNECTIONS_REFUSED)?,
             connections_open: m.gauge(&CONNECTIONS_OPEN)?,
+            auth_handles: Vec::new(),
+            store_ops: Vec::new(),
             set: m,
-        })
+        }
+        .with_resolved_labels())
+    }
+
+    /// Resolves the label values every request uses, so the request path never hashes them.
+    fn with_resolved_labels(mut self) -> Self {
+        self.auth_handles = AUTH_RESULTS
+            .iter()
+            .map(|r| {
+                let failure = (*r != "ok").then(|| self.auth_failures.with_label_values(&[r]));
+                (*r, self.auth_decisions.with_label_values(&[r]), failure)
+            })
+            .collect();
+        self.store_ops = STORE_OPS
+            .iter()
+            .map(|op| (*op, self.store_duration.with_label_values(&[op])))
+            .collect();
+        self
     }
 
     /// Counts an auth decision; failures also go to `edge_proxy_auth_failures_total`.
@@ -198,9 +236,14 @@ impl Metrics {
     ) -> Result<T, ProxyError> {
         let started = std::time::Instant::now();
         let result = call.await;
-        self.store_duration
-            .with_label_values(&[op])
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        match self.store_ops.iter().find(|(o, _)| *o == op) {
+            Some((_, h)) => h.observe(seconds),
+            None => self
+                .store_duration
+                .with_label_values(&[op])
+                .observe(seconds),
+        }
         result.map_err(|error| {
             self.store_errors.inc();
             tracing::warn!(%error, op, "store unavailable; failing closed");
@@ -213,30 +256,87 @@ impl Metrics {
     }
 }
 
-/// Standard methods by name, anything else as `other`, so clients cannot invent label values.
-pub(crate) fn bounded_method(m: &http::Method) -> &'static str {
+/// The `method` label values: standard methods by name, anything else as `other`, so clients
+/// cannot invent label values.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
+];
+/// The `status` label values; `0xx` when no response was written (the client went away).
+const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn method_index(m: &http::Method) -> usize {
     use http::Method;
     match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
-/// `2xx` … `5xx`; `0xx` when no response was written (the client went away).
-pub(crate) fn status_class(status: u16) -> &'static str {
+/// The bounded `method` label of `m`.
+pub(crate) fn bounded_method(m: &http::Method) -> &'static str {
+    METHODS[method_index(m)]
+}
+
+fn class_index(status: u16) -> usize {
     match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        _ => "0xx",
+        n @ 1..=5 => usize::from(n),
+        _ => 0,
+    }
+}
+
+/// One handler's request metrics (a route, or one of the proxy's own endpoints), with every
+/// label combination resolved when the proxy is built: the request path never hashes a label.
+pub(crate) struct RequestMetrics {
+    /// `edge_proxy_requests_total`, by method × status class.
+    requests: Vec<IntCounter>,
+    duration: prometheus::Histogram,
+}
+
+impl RequestMetrics {
+    pub(crate) fn record(&self, method: &http::Method, status: u16, seconds: f64) {
+        let i = method_index(method) * CLASSES.len() + class_index(status);
+        if let Some(c) = self.requests.get(i) {
+            c.inc();
+        }
+        self.duration.observe(seconds);
+    }
+}
+
+/// A route's upstream metrics, resolved at build time.
+pub(crate) struct UpstreamMetrics {
+    pub duration: prometheus::Histogram,
+    pub errors: IntCounter,
+}
+
+impl Metrics {
+    /// The handles of handler `route` (a route name or an endpoint label).
+    pub(crate) fn for_handler(&self, route: &str) -> RequestMetrics {
+        let requests = METHODS
+            .iter()
+            .flat_map(|m| {
+                CLASSES
+                    .iter()
+                    .map(move |c| self.requests.with_label_values(&[route, m, c]))
+            })
+            .collect();
+        RequestMetrics {
+            requests,
+            duration: self.request_duration.with_label_values(&[route]),
+        }
+    }
+
+    /// The handles of upstream `name`.
+    pub(crate) fn for_upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            duration: self.upstream_duration.with_label_values(&[name]),
+            errors: self.upstream_errors.with_label_values(&[name]),
+        }
     }
 }
 

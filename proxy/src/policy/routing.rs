@@ -39,9 +39,9 @@ pub enum AuthMode {
     None,
 }
 
-/// A validated route. `P` is its upstream: the pool's name in the config (`()` until the pools
-/// exist), the pool itself once the proxy is built ([`Route::with_pool`]), so the request path holds
-/// one `Arc<Route<Pool>>` and never looks anything up by index.
+/// A validated route. `P` is what it is bound to: nothing in the config (`()`), its pool and metric
+/// handles once the proxy is built ([`Route::bind`]), so the request path holds one `Arc<Route<…>>`
+/// and never looks anything up by index or label.
 #[derive(Debug, Clone)]
 pub struct Route<P = ()> {
     pub name: String,
@@ -50,7 +50,7 @@ pub struct Route<P = ()> {
     pub exact: bool,
     /// The upstream's configured name (the assertion audience and a metric label).
     pub upstream: String,
-    pub pool: P,
+    pub target: P,
     pub auth: AuthMode,
     pub methods: Vec<Method>,
     /// `Allow` header value for 405 answers.
@@ -60,14 +60,14 @@ pub struct Route<P = ()> {
 }
 
 impl Route {
-    /// The same route, bound to its pool.
-    pub fn with_pool<Q>(self, pool: Q) -> Route<Q> {
+    /// The same route, bound to `target`.
+    pub fn bind<Q>(self, target: Q) -> Route<Q> {
         Route {
             name: self.name,
             prefix: self.prefix,
             exact: self.exact,
             upstream: self.upstream,
-            pool,
+            target,
             auth: self.auth,
             methods: self.methods,
             allow: self.allow,
@@ -151,7 +151,7 @@ impl Route {
             prefix: r.prefix.clone(),
             exact: r.exact,
             upstream: r.upstream.clone(),
-            pool: (),
+            target: (),
             auth,
             allow: allow_header(&methods),
             methods,
@@ -298,7 +298,7 @@ mod tests {
             prefix: prefix.into(),
             exact: name.ends_with("-exact"),
             upstream: "u".into(),
-            pool: (),
+            target: (),
             auth: AuthMode::Required,
             methods: vec![Method::GET],
             allow: "GET".into(),
