@@ -147,10 +147,16 @@ pub(crate) struct GuardedStream {
     /// The phase the deadline was last set up for.
     seen: u8,
     timeout: Duration,
-    /// The head deadline: one timer per connection, reset for each head (no allocation per request).
+    /// The head deadline: one timer per connection (no allocation per request), moved to a head's
+    /// deadline only when a read of that head has to wait: a head that arrives in one read never
+    /// touches the timer wheel.
     deadline: Pin<Box<Sleep>>,
+    /// Where `deadline` is set now.
+    deadline_at: tokio::time::Instant,
     /// Armed while a head is awaited: at accept, then at the first byte of each later head.
     armed: bool,
+    /// When the head being awaited started (accept, or its first byte).
+    head_started: tokio::time::Instant,
     /// The 408 has been (or is being) written; reads fail from then on.
     timed_out: Option<usize>,
     timeouts: prometheus::IntCounter,
@@ -163,6 +169,7 @@ pub(crate) struct GuardedStream {
 
 impl GuardedStream {
     fn new(inner: Stream, timeout: Duration, app: &EdgeAppShared) -> Self {
+        let accepted = tokio::time::Instant::now();
         Self {
             inner,
             state: HeadState {
@@ -171,8 +178,10 @@ impl GuardedStream {
             },
             seen: FIRST_HEAD,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(accepted + timeout)),
+            deadline_at: accepted + timeout,
             armed: true,
+            head_started: accepted,
             timed_out: None,
             timeouts: app.head_timeouts.clone(),
             body: Mutex::new(BodyWatch::default()),
@@ -323,13 +332,20 @@ impl AsyncRead for GuardedStream {
         if let Poll::Ready(Ok(())) = &result {
             if buf.filled().len() > before && !this.armed {
                 // First bytes of a keep-alive request: its head has `timeout` from now.
-                let at = tokio::time::Instant::now() + this.timeout;
-                this.deadline.as_mut().reset(at);
+                this.head_started = tokio::time::Instant::now();
                 this.armed = true;
             }
             return result;
         }
-        if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+        if !this.armed {
+            return result;
+        }
+        let at = this.head_started + this.timeout;
+        if this.deadline_at != at {
+            this.deadline.as_mut().reset(at);
+            this.deadline_at = at;
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
             this.timeouts.inc();
             this.timed_out = Some(0);
             return this.poll_answer_timeout(cx);

@@ -264,28 +264,52 @@ pub(crate) fn segment_prefix(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Refuses paths an upstream might read differently from the route matcher.
+/// Refuses paths an upstream might read differently from the route matcher: not starting with `/`,
+/// a backslash, an empty segment, a `.` or `..` segment, an encoded `/`, `\`, `.` or NUL, a
+/// control character, a space or `#`. One pass over the bytes, no allocation.
 pub(crate) fn check_path(path: &str) -> Result<(), InvalidPath> {
-    if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
         return Err(InvalidPath);
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e", "%00"]
-        .iter()
-        .any(|enc| lower.contains(enc))
-    {
-        return Err(InvalidPath);
+    let mut segment_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\\' | b' ' | b'#' => return Err(InvalidPath),
+            c if c.is_ascii_control() => return Err(InvalidPath),
+            b'%' => {
+                let hex = (b.get(i + 1).copied(), b.get(i + 2).copied());
+                let encoded = match hex {
+                    (Some(h), Some(l)) => matches!(
+                        (h, l.to_ascii_lowercase()),
+                        (b'2', b'f' | b'e') | (b'5', b'c') | (b'0', b'0')
+                    ),
+                    _ => false,
+                };
+                if encoded {
+                    return Err(InvalidPath);
+                }
+            }
+            b'/' => {
+                if i > 0 && dot_or_empty(&b[segment_start..i]) {
+                    return Err(InvalidPath);
+                }
+                segment_start = i + 1;
+            }
+            _ => {}
+        }
     }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(InvalidPath);
-    }
-    if path
-        .bytes()
-        .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
-    {
+    // The last segment may be empty (`/todos/`), never a dot segment.
+    let last = &b[segment_start..];
+    if last == b"." || last == b".." {
         return Err(InvalidPath);
     }
     Ok(())
+}
+
+/// An empty, `.` or `..` segment (between two slashes; `segment` excludes the leading `/`).
+fn dot_or_empty(segment: &[u8]) -> bool {
+    matches!(segment, b"" | b"." | b"..")
 }
 
 #[cfg(test)]
@@ -366,10 +390,28 @@ mod tests {
             "todos",
             "/a/..",
             "/a%00",
+            "/a/%2E",
+            "/a%5C",
+            "/a/.",
+            "/a//b",
+            "/a/./b",
+            "/a b",
+            "/a#b",
+            "/a\u{7f}",
         ] {
             assert_eq!(check_path(p), Err(InvalidPath), "{p}");
         }
-        for p in ["/", "/todos", "/todos/1", "/a.b/c..d", "/x%20y"] {
+        for p in [
+            "/",
+            "/todos",
+            "/todos/",
+            "/todos/1",
+            "/a.b/c..d",
+            "/x%20y",
+            "/.well-known/jwks.json",
+            "/ü",
+            "/%",
+        ] {
             assert_eq!(check_path(p), Ok(()), "{p}");
         }
     }
