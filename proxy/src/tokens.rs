@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 pub mod assertion;
 pub mod authn;
+pub(crate) mod hs256;
 pub mod issuer;
 pub mod keys;
 pub mod own;

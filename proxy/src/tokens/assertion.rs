@@ -13,6 +13,7 @@ use settings::{Problems, SecretSource};
 
 use crate::clock::UnixSecs;
 use crate::raw::RawIdentity;
+use crate::tokens::hs256::{header_segment, Hs256};
 use crate::tokens::keys::{OwnKey, SigningAlg};
 use crate::tokens::{TokenOrigin, Verified};
 
@@ -100,6 +101,8 @@ pub struct Subject<'a> {
 pub struct Asserter {
     key: EncodingKey,
     header: Header,
+    /// For HS256: the keyed HMAC and the encoded header, so an assertion costs one HMAC.
+    hs256: Option<(Hs256, String)>,
     issuer: String,
     lifetime: i64,
 }
@@ -108,9 +111,14 @@ impl Asserter {
     pub fn from_config(cfg: &IdentityConfig) -> Self {
         let mut header = Header::new(cfg.algorithm.jwt());
         header.typ = Some(ASSERTION_TYP.into());
+        let hs256 = (cfg.algorithm == SigningAlg::Hs256).then(|| {
+            let key = Hs256::new(secrecy::ExposeSecret::expose_secret(&cfg.key.material));
+            (key, header_segment(&header))
+        });
         Self {
             key: cfg.key.encoding(cfg.algorithm),
             header,
+            hs256,
             issuer: cfg.issuer.clone(),
             lifetime: cfg.lifetime_secs,
         }
@@ -134,7 +142,10 @@ impl Asserter {
             iat: now.get(),
             exp: now.get() + self.lifetime,
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.key)
+        match &self.hs256 {
+            Some((key, header)) => key.encode(header, &claims).map_err(Into::into),
+            None => jsonwebtoken::encode(&self.header, &claims, &self.key),
+        }
     }
 }
 
