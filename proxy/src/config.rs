@@ -1,4 +1,4 @@
-//! Validated proxy configuration. `config/raw.rs` mirrors the TOML file and imports nothing from the
+//! Validated proxy configuration. `raw.rs` mirrors the TOML file and imports nothing from the
 //! crate; each domain module owns its config type and validates its own section (`JwtConfig::from_raw`
 //! in `tokens::own`, `routes_from_raw` in `policy::routing`, …); `Config::from_raw` only assembles
 //! them, reporting every problem at once, naming each key. Dependencies point one way: domain modules
