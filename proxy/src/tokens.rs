@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 pub mod assertion;
 pub mod authn;
-pub(crate) mod hs256;
 pub mod issuer;
+pub(crate) mod jws;
 pub mod keys;
 pub mod own;
 

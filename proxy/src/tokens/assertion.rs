@@ -13,7 +13,7 @@ use settings::{Problems, SecretSource};
 
 use crate::clock::UnixSecs;
 use crate::raw::RawIdentity;
-use crate::tokens::hs256::{header_segment, Hs256};
+use crate::tokens::jws::{header_segment, JwsKey};
 use crate::tokens::keys::{OwnKey, SigningAlg};
 use crate::tokens::{TokenOrigin, Verified};
 
@@ -101,8 +101,8 @@ pub struct Subject<'a> {
 pub struct Asserter {
     key: EncodingKey,
     header: Header,
-    /// For HS256: the keyed HMAC and the encoded header, so an assertion costs one HMAC.
-    hs256: Option<(Hs256, String)>,
+    /// The key ready to sign and the encoded header, so an assertion costs one signature.
+    ready: Option<(JwsKey, String)>,
     issuer: String,
     lifetime: i64,
 }
@@ -111,14 +111,13 @@ impl Asserter {
     pub fn from_config(cfg: &IdentityConfig) -> Self {
         let mut header = Header::new(cfg.algorithm.jwt());
         header.typ = Some(ASSERTION_TYP.into());
-        let hs256 = (cfg.algorithm == SigningAlg::Hs256).then(|| {
-            let key = Hs256::new(secrecy::ExposeSecret::expose_secret(&cfg.key.material));
-            (key, header_segment(&header))
-        });
+        let ready = JwsKey::for_key(cfg.algorithm, &cfg.key)
+            .filter(JwsKey::can_sign)
+            .map(|key| (key, header_segment(&header)));
         Self {
             key: cfg.key.encoding(cfg.algorithm),
             header,
-            hs256,
+            ready,
             issuer: cfg.issuer.clone(),
             lifetime: cfg.lifetime_secs,
         }
@@ -142,7 +141,7 @@ impl Asserter {
             iat: now.get(),
             exp: now.get() + self.lifetime,
         };
-        match &self.hs256 {
+        match &self.ready {
             Some((key, header)) => key.encode(header, &claims).map_err(Into::into),
             None => jsonwebtoken::encode(&self.header, &claims, &self.key),
         }

@@ -17,7 +17,7 @@ use settings::{Problems, SecretSource};
 
 use crate::clock::UnixSecs;
 use crate::raw::{RawJwt, RawPreviousKey};
-use crate::tokens::hs256::Hs256;
+use crate::tokens::jws::JwsKey;
 use crate::tokens::keys::{OwnKey, SigningAlg};
 
 /// R-JWT table: tokens longer than this are refused before any parsing.
@@ -84,8 +84,8 @@ struct StrictHeader {
 struct VerifyKey {
     kid: Option<String>,
     decoding: DecodingKey,
-    /// The keyed HMAC of an HS256 key (signatures without a key schedule per token).
-    hs256: Option<Hs256>,
+    /// The key ready for use (no key schedule or parse per token); `None` only if it cannot load.
+    jws: Option<JwsKey>,
     /// Unix time after which this key no longer verifies (the previous key only).
     until: Option<i64>,
     jwk: Option<serde_json::Value>,
@@ -257,8 +257,7 @@ impl TokenService {
         let verify_key = |key: &OwnKey, until| VerifyKey {
             kid: key.kid.clone(),
             decoding: key.decoding(alg),
-            hs256: (alg == SigningAlg::Hs256)
-                .then(|| Hs256::new(secrecy::ExposeSecret::expose_secret(&key.material))),
+            jws: JwsKey::for_key(alg, key),
             until,
             jwk: key.jwk(),
         };
@@ -357,8 +356,8 @@ impl TokenService {
             .iter()
             .find(|k| k.kid == header.kid && k.until.is_none_or(|until| now < until))
             .ok_or(AuthError::BadHeader)?;
-        let c: AccessClaims = match &key.hs256 {
-            Some(mac) => self.hs256_claims(token, mac)?,
+        let c: AccessClaims = match &key.jws {
+            Some(ready) => self.jws_claims(token, ready)?,
             None => decode_claims(token, &key.decoding, &self.validation)?,
         };
         check_times(c.iat, c.nbf, c.exp, now, self.leeway, self.lifetime)?;
@@ -370,11 +369,11 @@ impl TokenService {
 }
 
 impl TokenService {
-    /// An HS256 token's claims: the signature (keyed HMAC, constant-time compare), then the typed
-    /// claims once, then `iss` and `aud` exactly, as jsonwebtoken's validation checks them (a
-    /// mismatch counts as a bad signature there too).
-    fn hs256_claims(&self, token: &str, mac: &Hs256) -> Result<AccessClaims, AuthError> {
-        let payload = mac.verified_payload(token)?;
+    /// An own token's claims: the signature (with the ready key), then the typed claims once, then
+    /// `iss` and `aud` exactly, as jsonwebtoken's validation checks them (a mismatch counts as a
+    /// bad signature there too).
+    fn jws_claims(&self, token: &str, key: &JwsKey) -> Result<AccessClaims, AuthError> {
+        let payload = key.verified_payload(token)?;
         let c: AccessClaims = serde_json::from_slice(&payload).map_err(|_| AuthError::BadClaims)?;
         if c.iss != self.issuer || c.aud != self.audience {
             return Err(AuthError::BadSignature);
