@@ -9,6 +9,10 @@ use unicode_normalization::UnicodeNormalization;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod cursor;
+
+pub use cursor::{Cursor, CursorError, SortKey};
+
 // `YYYY-MM-DD` on the wire (time's default would be a tuple).
 time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 
@@ -208,7 +212,7 @@ impl TodoPatch {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TodoSort {
     #[default]
@@ -218,23 +222,24 @@ pub enum TodoSort {
 }
 
 impl TodoSort {
-    /// The `ORDER BY` terms of this sort; a fixed list, never user text in SQL. Every order ends with
-    /// the id, so pages are stable; todos without a due date come last in both directions; titles
-    /// compare case-insensitively, then exactly (see `store/sql.rs` for why this means the same on
-    /// both databases).
+    /// The `ORDER BY` terms of this sort for an offset read (deprecated paging); a fixed list, never
+    /// user text in SQL. Every order ends with the id, so pages are stable; todos without a due date
+    /// come last in both directions; titles compare case-insensitively (`title_key`, the database's
+    /// `lower(title)`), then exactly (see `store/sql.rs` for why this means the same on both
+    /// databases). Keyset reads use the same order, split for the due date (`store/sql.rs`).
     pub fn order_by(self, order: SortOrder) -> &'static str {
         match (self, order) {
             (Self::CreatedAt, SortOrder::Asc) => "created_at ASC, id ASC",
             (Self::CreatedAt, SortOrder::Desc) => "created_at DESC, id DESC",
             (Self::DueDate, SortOrder::Asc) => "(due_date IS NULL) ASC, due_date ASC, id ASC",
             (Self::DueDate, SortOrder::Desc) => "(due_date IS NULL) ASC, due_date DESC, id DESC",
-            (Self::Title, SortOrder::Asc) => "lower(title) ASC, title ASC, id ASC",
-            (Self::Title, SortOrder::Desc) => "lower(title) DESC, title DESC, id DESC",
+            (Self::Title, SortOrder::Asc) => "title_key ASC, title ASC, id ASC",
+            (Self::Title, SortOrder::Desc) => "title_key DESC, title DESC, id DESC",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SortOrder {
     #[default]
@@ -258,13 +263,29 @@ pub struct TodoFilter {
     pub sort: TodoSort,
     pub order: SortOrder,
     pub limit: u32,
-    pub offset: u32,
+    pub start: PageStart,
+    /// Whether the answer carries the number of matching todos over all pages.
+    pub count: bool,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PageStart {
+    #[default]
+    First,
+    /// Right after the todo a cursor names, in the cursor's sort order.
+    After(Cursor),
+    /// After skipping this many todos: deprecated, it costs in proportion to the offset.
+    Offset(u32),
 }
 
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub total: i64,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+    /// The number of matching todos over all pages, when asked for.
+    pub total: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

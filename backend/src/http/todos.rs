@@ -1,4 +1,4 @@
-//! Todos: create, get, list (filters, ordering, pagination with a total), patch, delete.
+//! Todos: create, get, list (filters, ordering, cursor pagination, an optional total), patch, delete.
 //! Every query is scoped to the caller; another user's todo answers 404.
 
 use axum::extract::State;
@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{double_option, AppJson, AppPath, AppQuery};
 use crate::domain::{
-    CategoryFilter, NewTodo, SortOrder, Todo, TodoDescription, TodoFilter, TodoPatch, TodoSort,
-    TodoTitle,
+    CategoryFilter, Cursor, NewTodo, PageStart, SortOrder, Todo, TodoDescription, TodoFilter,
+    TodoPatch, TodoSort, TodoTitle,
 };
 use crate::error::{ApiError, ErrorBody, FieldError};
 use crate::identity::Identity;
@@ -66,8 +66,18 @@ pub struct ListParams {
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// Rows to skip, 0 to 4294967295 (utoipa would call a `u32` an `int32`).
+    /// Where the page starts: the `next` of the page before, read with the same `sort` and `order`
+    /// (the filters may change between pages). Absent: the first page.
+    #[param(max_length = 4096, pattern = r"^[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
+    /// Whether the answer carries `total`, the number of matching todos over all pages. Default
+    /// `true` in this release; pass `false` when you do not need it (a filter by category or due
+    /// date makes the count cost in proportion to the matching todos).
+    count: Option<bool>,
+    /// Deprecated: use `cursor`. Todos to skip, 0 to 4294967295 (utoipa would call a `u32` an
+    /// `int32`); not together with `cursor`. An offset read costs in proportion to the offset.
     #[param(format = Int64, minimum = 0, maximum = 4294967295_u64)]
+    #[deprecated = "use `cursor`"]
     offset: Option<u32>,
 }
 
@@ -82,10 +92,17 @@ pub(super) fn hyphenated_uuid(raw: &str) -> Option<Uuid> {
 #[derive(Serialize, ToSchema)]
 pub struct TodoPage {
     pub items: Vec<Todo>,
-    /// Number of todos matching the filters, over all pages.
-    pub total: i64,
     pub limit: u32,
-    pub offset: u32,
+    /// The `cursor` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The number of todos matching the filters over all pages; absent with `count=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// Deprecated: the `offset` the request gave; absent when it gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(deprecated)]
+    pub offset: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/todos", params(ListParams),
@@ -125,6 +142,31 @@ pub async fn list(
             message: format!("must be between 1 and {MAX_PAGE_SIZE}"),
         });
     }
+    let sort = p.sort.unwrap_or_default();
+    let order = p.order.unwrap_or_default();
+    #[allow(deprecated)]
+    let offset = p.offset;
+    let start = match (p.cursor.as_deref(), offset) {
+        (Some(_), Some(_)) => {
+            problems.push(FieldError {
+                field: "offset".into(),
+                message: "cannot be combined with `cursor`".into(),
+            });
+            PageStart::First
+        }
+        (Some(raw), None) => match Cursor::decode(raw, sort, order) {
+            Ok(c) => PageStart::After(c),
+            Err(e) => {
+                problems.push(FieldError {
+                    field: "cursor".into(),
+                    message: e.to_string(),
+                });
+                PageStart::First
+            }
+        },
+        (None, Some(n)) if n > 0 => PageStart::Offset(n),
+        (None, _) => PageStart::First,
+    };
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));
     }
@@ -133,17 +175,19 @@ pub async fn list(
         category,
         due_before,
         due_after,
-        sort: p.sort.unwrap_or_default(),
-        order: p.order.unwrap_or_default(),
+        sort,
+        order,
         limit,
-        offset: p.offset.unwrap_or(0),
+        start,
+        count: p.count.unwrap_or(true),
     };
     let page = state.store.list_todos(id.user_id, &filter).await?;
     Ok(Json(TodoPage {
         items: page.items,
-        total: page.total,
         limit: filter.limit,
-        offset: filter.offset,
+        next: page.next.map(|c| c.encode()),
+        total: page.total,
+        offset,
     }))
 }
 

@@ -62,5 +62,7 @@ super::sql::impl_sql_store!(
     PgStore,
     sqlx::Postgres,
     super::super::sql::pg_stamp,
-    time::OffsetDateTime
+    time::OffsetDateTime,
+    "EXPLAIN ",
+    "QUERY PLAN"
 );

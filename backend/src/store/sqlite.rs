@@ -58,5 +58,7 @@ super::sql::impl_sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     super::super::sql::sqlite_stamp,
-    String
+    String,
+    "EXPLAIN QUERY PLAN ",
+    "detail"
 );

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use time::macros::date;
 use todo_backend::domain::{
-    CategoryFilter, CategoryName, Email, NewTodo, SortOrder, TodoDescription, TodoFilter,
-    TodoPatch, TodoSort, TodoTitle,
+    CategoryFilter, CategoryName, Email, NewTodo, PageStart, SortOrder, TodoDescription,
+    TodoFilter, TodoPatch, TodoSort, TodoTitle,
 };
 use todo_backend::store::{Store, StoreError};
 
@@ -24,6 +24,7 @@ fn todo(title: &str) -> NewTodo {
 fn all() -> TodoFilter {
     TodoFilter {
         limit: 100,
+        count: true,
         ..TodoFilter::default()
     }
 }
@@ -143,7 +144,7 @@ async fn check_store(s: Arc<dyn Store>) {
     assert_eq!(s.todo(alice.id, t1.id).await.unwrap().unwrap(), t1);
 
     let page = s.list_todos(alice.id, &all()).await.unwrap();
-    assert_eq!(page.total, 3);
+    assert_eq!(page.total, Some(3));
     assert_eq!(
         page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
         vec![t1.id, t2.id, t3.id],
@@ -186,7 +187,7 @@ async fn check_store(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!((done.total, done.items[0].id), (1, t2.id));
+    assert_eq!((done.total, done.items[0].id), (Some(1), t2.id));
     let in_cat = s
         .list_todos(
             alice.id,
@@ -197,7 +198,7 @@ async fn check_store(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!((in_cat.total, in_cat.items[0].id), (1, t1.id));
+    assert_eq!((in_cat.total, in_cat.items[0].id), (Some(1), t1.id));
     let uncategorised = s
         .list_todos(
             alice.id,
@@ -208,7 +209,7 @@ async fn check_store(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(uncategorised.total, 2);
+    assert_eq!(uncategorised.total, Some(2));
     let due_before = s
         .list_todos(
             alice.id,
@@ -219,21 +220,26 @@ async fn check_store(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!((due_before.total, due_before.items[0].id), (1, t2.id));
+    assert_eq!((due_before.total, due_before.items[0].id), (Some(1), t2.id));
     let page2 = s
         .list_todos(
             alice.id,
             &TodoFilter {
                 limit: 2,
-                offset: 2,
+                start: PageStart::Offset(2),
                 ..all()
             },
         )
         .await
         .unwrap();
     assert_eq!(
-        (page2.total, page2.items.len(), page2.items[0].id),
-        (3, 1, t3.id)
+        (
+            page2.total,
+            page2.items.len(),
+            page2.items[0].id,
+            page2.next
+        ),
+        (Some(3), 1, t3.id, None)
     );
 
     // Patch: partial, nullable fields cleared, scoped.
@@ -299,7 +305,7 @@ async fn check_store(s: Arc<dyn Store>) {
     assert!(s.delete_todo(bob.id, bobs.id).await.unwrap());
     assert!(s.delete_todo(alice.id, t2.id).await.unwrap());
     assert!(!s.delete_todo(alice.id, t2.id).await.unwrap());
-    assert_eq!(s.list_todos(alice.id, &all()).await.unwrap().total, 3);
+    assert_eq!(s.list_todos(alice.id, &all()).await.unwrap().total, Some(3));
 }
 
 #[tokio::test]
@@ -476,7 +482,7 @@ async fn check_no_lost_update(s: Arc<dyn Store>) {
 }
 
 /// Runs the futures concurrently (spawned, so they overlap on the pool).
-async fn futures_join_all<F>(futs: impl Iterator<Item = F>)
+pub(crate) async fn futures_join_all<F>(futs: impl Iterator<Item = F>)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {

@@ -54,9 +54,12 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
         (
             page["total"].as_i64(),
             page["items"][0]["title"].as_str(),
-            page["limit"].as_u64()
+            page["limit"].as_u64(),
+            page["offset"].as_u64(),
+            page.get("next"),
         ),
-        (Some(2), Some("second"), Some(1))
+        (Some(2), Some("second"), Some(1), Some(1), None),
+        "the deprecated offset still pages, and this was the last page"
     );
 
     // Bob sees nothing of Alice's: 404, never 403.
@@ -88,6 +91,72 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
     assert_eq!(s, 204);
     let (s, _) = app.call(&alice, "GET", &path, None).await;
     assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn lists_page_by_cursor_and_count_only_when_asked() {
+    let app = spawn_app().await;
+    let alice = app.new_user("pager@example.com").await;
+    for title in ["c", "a", "b", "e", "d"] {
+        let (s, _) = app
+            .call(&alice, "POST", "/todos", Some(json!({ "title": title })))
+            .await;
+        assert_eq!(s, 201);
+    }
+    let mut titles = Vec::new();
+    let mut path = "/todos?sort=title&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (s, page) = app.call(&alice, "GET", &path, None).await;
+        assert_eq!(
+            (s, page["total"].as_i64(), page.get("offset")),
+            (200, Some(5), None),
+            "{page}"
+        );
+        pages += 1;
+        titles.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].clone()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/todos?sort=title&limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        (pages, titles),
+        (
+            3,
+            vec![json!("a"), json!("b"), json!("c"), json!("d"), json!("e")]
+        )
+    );
+
+    let (s, page) = app
+        .call(&alice, "GET", "/todos?count=false&limit=1", None)
+        .await;
+    assert_eq!(
+        (s, page.get("total"), page["next"].is_string()),
+        (200, None, true),
+        "{page}"
+    );
+    let next = page["next"].as_str().unwrap().to_owned();
+
+    // A cursor of another order, a forged one, and a cursor with an offset are refused by name.
+    for (query, field) in [
+        (format!("sort=title&cursor={next}"), "cursor"),
+        ("cursor=bm90LWEtY3Vyc29y".to_owned(), "cursor"),
+        ("cursor=%22%3B--".to_owned(), "cursor"),
+        (format!("cursor={next}&offset=1"), "offset"),
+    ] {
+        let (s, b) = app
+            .call(&alice, "GET", &format!("/todos?{query}"), None)
+            .await;
+        assert_error(s, &b, 422, "validation_failed");
+        assert_eq!(b["error"]["details"][0]["field"], field, "{query}: {b}");
+    }
 }
 
 #[tokio::test]
