@@ -184,7 +184,13 @@ impl From<StoreError> for ApiError {
                 code: "category_has_children",
                 message: "delete or move the subcategories first",
             },
-            StoreError::Database(sqlx::Error::PoolTimedOut) => Self::Unavailable,
+            // No connection, or the one in hand broke (the database restarted): try again later.
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => Self::Unavailable,
             other => Self::Internal(other.into()),
         }
     }

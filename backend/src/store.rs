@@ -118,6 +118,39 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError>;
 }
 
+/// How long a pooled connection may sit idle before it is pinged on acquire
+/// (`database.test_before_acquire`). A connection used moments ago is handed out as it is, which is
+/// HikariCP's rule (`aliveBypassWindowMs`, 500 ms): a ping per acquire is a round trip per request,
+/// and a connection that died in between fails its query like one that dies after the ping.
+pub const IDLE_TEST_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The pool settings of `cfg` for either database, with the idle test above.
+fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig) -> sqlx::pool::PoolOptions<DB> {
+    let test = cfg.test_before_acquire;
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(cfg.max_connections)
+        .min_connections(cfg.min_connections)
+        .acquire_timeout(cfg.acquire_timeout)
+        .idle_timeout(cfg.idle_timeout)
+        .max_lifetime(cfg.max_lifetime)
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if !test || meta.idle_for < IDLE_TEST_AFTER {
+                    return Ok(true);
+                }
+                match sqlx::Connection::ping(conn).await {
+                    Ok(()) => Ok(true),
+                    Err(error) => {
+                        // The pool closes it and hands out another (or connects anew).
+                        tracing::info!(%error, "an idle database connection failed its ping");
+                        Ok(false)
+                    }
+                }
+            })
+        })
+}
+
 /// Connects to the configured database and runs migrations when `migrate` is set.
 pub async fn connect(
     url: &DatabaseUrl,

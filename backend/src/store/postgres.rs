@@ -1,7 +1,7 @@
 //! `PgStore`: the production store on PostgreSQL. The queries are shared with SQLite (`sql.rs`).
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
 use super::StoreError;
@@ -9,6 +9,8 @@ use crate::config::PoolConfig;
 
 pub struct PgStore {
     pool: PgPool,
+    /// Always `None`: PostgreSQL takes concurrent writers, so reads and writes share `pool`.
+    writer: Option<PgPool>,
     acquire: super::AcquireStats,
     clock: super::sql::Clock,
 }
@@ -20,13 +22,7 @@ impl PgStore {
         migrate: bool,
     ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.expose_secret().parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(cfg.max_connections)
-            .min_connections(cfg.min_connections)
-            .acquire_timeout(cfg.acquire_timeout)
-            .idle_timeout(cfg.idle_timeout)
-            .max_lifetime(cfg.max_lifetime)
-            .test_before_acquire(cfg.test_before_acquire)
+        let pool = super::pool_options::<sqlx::Postgres>(cfg)
             .connect_with(options)
             .await?;
         if migrate {
@@ -39,6 +35,7 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
+            writer: None,
             acquire: super::AcquireStats::default(),
             clock: super::sql::system_clock(),
         }

@@ -1,5 +1,6 @@
-//! The SQL behind both stores, written once. `impl_sql_store!(Type, Db, stamp, StampType)` implements `Store` for
-//! a struct with a `pool` field of `sqlx::Pool<Db>` and a `clock` field; `stamp` turns a time into the
+//! The SQL behind both stores, written once. `impl_sql_store!(Type, Db, stamp, StampType, explain, column)`
+//! implements `Store` for a struct with a `pool: sqlx::Pool<Db>` (reads, and writes when `writer` is
+//! `None`), a `writer: Option<sqlx::Pool<Db>>`, an `acquire` and a `clock` field; `stamp` turns a time into the
 //! value bound for a timestamp column. Only portable SQL is used (numbered parameters in order of
 //! first use, `RETURNING`, `WITH RECURSIVE`), so PostgreSQL and SQLite run the same text.
 //!
@@ -457,10 +458,19 @@ macro_rules! impl_sql_store {
                     $stamp(to_micros((self.clock)()))
                 }
 
-                /// A pooled connection; the wait for it is added to the store's acquire statistics.
+                /// A pooled connection for reads; the wait for it is added to the store's acquire
+                /// statistics.
                 async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>, StoreError> {
                     let started = std::time::Instant::now();
                     let conn = self.pool.acquire().await;
+                    self.acquire.record(started.elapsed());
+                    Ok(conn?)
+                }
+
+                /// A pooled connection for a write (the writer pool: see the store's docs).
+                async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<$db>, StoreError> {
+                    let started = std::time::Instant::now();
+                    let conn = self.writer.as_ref().unwrap_or(&self.pool).acquire().await;
                     self.acquire.record(started.elapsed());
                     Ok(conn?)
                 }
@@ -475,9 +485,14 @@ macro_rules! impl_sql_store {
 
                 fn pool_stats(&self) -> PoolStats {
                     let (acquires, acquire_wait_ns) = self.acquire.totals();
+                    let (mut size, mut idle) = (self.pool.size(), self.pool.num_idle());
+                    if let Some(w) = &self.writer {
+                        size += w.size();
+                        idle += w.num_idle();
+                    }
                     PoolStats {
-                        size: self.pool.size(),
-                        idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                        size,
+                        idle: u32::try_from(idle).unwrap_or(u32::MAX),
                         acquires,
                         acquire_wait_ns,
                     }
@@ -496,7 +511,7 @@ macro_rules! impl_sql_store {
                     .bind(email.as_str())
                     .bind(password_hash)
                     .bind(self.stamp())
-                    .fetch_one(&mut *self.conn().await?)
+                    .fetch_one(&mut *self.write_conn().await?)
                     .await
                     .map_err(map_constraint)?;
                     Ok(row.into_user())
@@ -526,7 +541,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn create_todo(&self, owner: Uuid, t: &NewTodo) -> Result<Todo, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_todos(&mut tx, owner, 1, i64::from(t.completed)).await?;
                     if let Some(c) = t.category_id {
@@ -617,7 +632,7 @@ macro_rules! impl_sql_store {
                     id: Uuid,
                     patch: &TodoPatch,
                 ) -> Result<Option<Todo>, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_todos(&mut tx, owner, 0, 0).await?;
                     // Read under the lock: the completed counter moves by what this patch changes.
@@ -680,7 +695,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn delete_todo(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_todos(&mut tx, owner, 0, 0).await?;
                     let deleted: Option<bool> = sqlx::query_scalar(
@@ -712,7 +727,7 @@ macro_rules! impl_sql_store {
                     name: &CategoryName,
                     parent: Option<Uuid>,
                 ) -> Result<Category, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_tree(&mut tx, owner).await?;
                     if let Some(p) = parent {
@@ -753,7 +768,7 @@ macro_rules! impl_sql_store {
                     name: Option<&CategoryName>,
                     parent: Option<Option<Uuid>>,
                 ) -> Result<Option<Category>, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_tree(&mut tx, owner).await?;
                     let current: Option<CategoryRow> = sqlx::query_as(&format!(
@@ -813,7 +828,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     lock_tree(&mut tx, owner).await?;
                     let children: i64 = sqlx::query_scalar(

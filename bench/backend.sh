@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The todo backend's cost per request, through edge-proxy, the way issue 19 measured it: the backend
+# process's CPU (utime + stime from /proc) divided by the requests served, per endpoint, for a user
+# with no todos and for a user with TODOS todos, on SQLite and on PostgreSQL; then the mixed workload
+# (70 % GET /todos?limit=20, 20 % POST /todos, 10 % GET /me, one user) at 16 and 64 connections with
+# throughput, average, p95 and p99. Endpoint runs are interleaved (ROUNDS rounds) and medians reported.
+# Everything listens on loopback; load is bounded by DURATION. PostgreSQL runs when DATABASE_URL is set
+# (a database of its own, dropped at the end).
+#
+# Usage: bench/backend.sh   (env: ROUNDS=3 DURATION=5s CONNECTIONS=16 TODOS=10000 MIXED_DURATION=10s
+#                            DBS="sqlite postgres" BACKEND_BIN=<another todo-backend binary to measure>)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-5s}" CONNECTIONS="${CONNECTIONS:-16}" TODOS="${TODOS:-10000}"
+MIXED_DURATION="${MIXED_DURATION:-10s}"
+DBS="${DBS:-sqlite${DATABASE_URL:+ postgres}}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -q -p edge-proxy -p todo-backend --bins
+BACKEND_BIN="${BACKEND_BIN:-target/release/todo-backend}"
+
+. bench/lib.sh
+results="$work/results"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+
+# wrk scripts: a bearer token, an optional POST body, latency percentiles and the error counts.
+lua_common() { # token
+  cat <<LUA
+wrk.headers["authorization"] = "Bearer $1"
+wrk.headers["content-type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.0f %.0f %.0f %.0f %d %d\n", summary.requests, latency.mean,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+LUA
+}
+
+# measure NAME DURATION CONNECTIONS SCRIPT PATH: one wrk run; appends "NAME requests cpu_us_per_request
+# rps mean_ms p95_ms p99_ms" to the results; a non-2xx answer or a socket error invalidates the run.
+measure() {
+  local name=$1 duration=$2 conns=$3 script=$4 path=$5 before after out line
+  before=$(cpu_ticks "$BPID")
+  out=$(wrk -t1 -c"$conns" -d"$duration" -s "$script" "http://127.0.0.1:$P$path")
+  after=$(cpu_ticks "$BPID")
+  line=$(grep '^RESULT' <<<"$out")
+  read -r _ n mean p50 p95 p99 status errors <<<"$line"
+  if [ "$status" != 0 ] || [ "$errors" != 0 ]; then
+    echo "$name: $status non-2xx answers and $errors socket errors, the run is invalid" >&2; echo "$out" >&2; exit 1
+  fi
+  local rps; rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  python3 - "$name" "$n" "$before" "$after" "$clk_tck" "$rps" "$mean" "$p95" "$p99" >> "$results" <<'PY'
+import sys
+name, n, before, after, tck, rps, mean, p95, p99 = sys.argv[1:]
+cpu_us = (int(after) - int(before)) / int(tck) * 1e6 / int(n)
+print(name, n, f"{cpu_us:.1f}", rps, f"{float(mean)/1000:.2f}", f"{float(p95)/1000:.2f}", f"{float(p99)/1000:.2f}")
+PY
+}
+
+login() { # email -> token (registers the user first)
+  curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" >/dev/null
+  curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+run_db() { # sqlite|postgres
+  local db=$1 url
+  if [ "$db" = postgres ]; then
+    local name="bench_backend_$$"
+    psql -q "$DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
+    # Dropped when the script exits, whatever happens in between.
+    trap "cleanup; psql -q '$DATABASE_URL' -c 'DROP DATABASE IF EXISTS $name WITH (FORCE)' >/dev/null" EXIT
+    url="${DATABASE_URL%/*}/$name"
+  else
+    url="sqlite:$work/bench.db"
+  fi
+  B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
+  TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
+  TODO_BACKEND__DATABASE__URL="$url" TODO_BACKEND__LOG__FILTER=error \
+    "$BACKEND_BIN" --config config/test/backend.toml & BPID=$!; pids+=($BPID)
+  wait_for "http://127.0.0.1:$BA/health/ready"
+  EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
+  EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error \
+    target/release/edge-proxy --config config/test/proxy.toml & local ppid=$!; pids+=($ppid)
+  wait_for "http://127.0.0.1:$PA/readyz"
+
+  local tag="bench-$$-$db"
+  lua_common "$(login "empty-$tag@example.com")" > "$work/empty.lua"
+  local full; full=$(login "full-$tag@example.com")
+  lua_common "$full" > "$work/full.lua"
+  { lua_common "$(login "writer-$tag@example.com")"
+    echo 'wrk.method = "POST"'
+    echo 'wrk.body = "{\"title\":\"a todo to measure\",\"due_date\":\"2026-12-24\"}"'; } > "$work/create.lua"
+  # The full user's todos, through the API: stop after TODOS answers.
+  { lua_common "$full"
+    echo 'wrk.method = "POST"'
+    echo 'wrk.body = "{\"title\":\"seeded todo\"}"'
+    echo "local n = 0"
+    echo "response = function() n = n + 1; if n >= $TODOS then wrk.thread:stop() end end"; } > "$work/seed.lua"
+  echo "$db: seeding $TODOS todos for one user" >&2
+  wrk -t1 -c16 -d600s -s "$work/seed.lua" "http://127.0.0.1:$P/todos" >/dev/null
+
+  for r in $(seq 1 "$ROUNDS"); do
+    echo "$db: round $r/$ROUNDS" >&2
+    measure "$db:GET-/me" "$DURATION" "$CONNECTIONS" "$work/empty.lua" /me
+    measure "$db:list-20,0-todos" "$DURATION" "$CONNECTIONS" "$work/empty.lua" "/todos?limit=20"
+    measure "$db:list-20,$TODOS-todos" "$DURATION" "$CONNECTIONS" "$work/full.lua" "/todos?limit=20"
+    measure "$db:POST-/todos" "$DURATION" "$CONNECTIONS" "$work/create.lua" /todos
+  done
+
+  # The mixed workload, one user, starting empty.
+  { lua_common "$(login "mixed-$tag@example.com")"
+    cat <<'LUA'
+local list = wrk.format("GET", "/todos?limit=20")
+local me = wrk.format("GET", "/me")
+local create = wrk.format("POST", "/todos", nil, '{"title":"mixed workload todo"}')
+math.randomseed(19)
+request = function()
+  local x = math.random(100)
+  if x <= 70 then return list elseif x <= 90 then return create else return me end
+end
+LUA
+  } > "$work/mixed.lua"
+  for c in 16 64; do
+    measure "$db:mixed,$c-connections" "$MIXED_DURATION" "$c" "$work/mixed.lua" /
+  done
+  kill "$BPID" "$ppid"; wait "$BPID" "$ppid" 2>/dev/null || true
+}
+
+for db in $DBS; do run_db "$db"; done
+
+python3 - "$results" "$TODOS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, n, cpu, rps, mean, p95, p99 = line.split()
+    rows.setdefault(name, []).append((float(cpu), float(rps), float(mean), float(p95), float(p99)))
+med = lambda v, i: statistics.median(x[i] for x in v)
+print(f"{'run':<34}{'backend CPU us/req':>20}{'req/s':>10}{'avg ms':>9}{'p95 ms':>9}{'p99 ms':>9}   (medians)")
+for k, v in rows.items():
+    print(f"{k:<34}{med(v,0):>20.1f}{med(v,1):>10.0f}{med(v,2):>9.2f}{med(v,3):>9.2f}{med(v,4):>9.2f}")
+todos = sys.argv[2]
+for db in sorted({k.split(':')[0] for k in rows}):
+    full, empty = rows.get(f"{db}:list-20,{todos}-todos"), rows.get(f"{db}:list-20,0-todos")
+    if full and empty:
+        print(f"{db}: list of 20 with {todos} todos / with 0 todos = {med(full,0)/med(empty,0):.2f} (backend CPU)")
+PY
