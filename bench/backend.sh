@@ -86,7 +86,7 @@ run_db() { # sqlite|postgres
   wait_for "http://127.0.0.1:$BA/health/ready"
   EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
   EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error \
-    target/release/edge-proxy --config config/test/proxy.toml & local ppid=$!; pids+=($ppid)
+    target/release/edge-proxy --config config/test/proxy.toml 2>>"$work/proxy.log" & local ppid=$!; pids+=($ppid)
   wait_for "http://127.0.0.1:$PA/readyz"
 
   local tag="bench-$$-$db"
@@ -96,14 +96,21 @@ run_db() { # sqlite|postgres
   { lua_common "$(login "writer-$tag@example.com")"
     echo 'wrk.method = "POST"'
     echo 'wrk.body = "{\"title\":\"a todo to measure\",\"due_date\":\"2026-12-24\"}"'; } > "$work/create.lua"
-  # The full user's todos, through the API: stop after TODOS answers.
+  # The full user's todos, through the API: wrk stops sending after TODOS answers (its main thread
+  # still sleeps out -d, so it is stopped once the count is reached).
   { lua_common "$full"
     echo 'wrk.method = "POST"'
     echo 'wrk.body = "{\"title\":\"seeded todo\"}"'
     echo "local n = 0"
     echo "response = function() n = n + 1; if n >= $TODOS then wrk.thread:stop() end end"; } > "$work/seed.lua"
   echo "$db: seeding $TODOS todos for one user" >&2
-  wrk -t1 -c16 -d600s -s "$work/seed.lua" "http://127.0.0.1:$P/todos" >/dev/null
+  wrk -t1 -c16 -d600s -s "$work/seed.lua" "http://127.0.0.1:$P/todos" >/dev/null & local seeder=$!
+  until [ "$(curl -fs "http://127.0.0.1:$P/todos?limit=1" -H "authorization: Bearer $full" |
+             python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')" -ge "$TODOS" ]; do
+    kill -0 "$seeder" 2>/dev/null || { echo "seeding stopped early" >&2; exit 1; }
+    sleep 0.5
+  done
+  kill "$seeder"; wait "$seeder" 2>/dev/null || true
 
   for r in $(seq 1 "$ROUNDS"); do
     echo "$db: round $r/$ROUNDS" >&2
@@ -116,10 +123,14 @@ run_db() { # sqlite|postgres
   # The mixed workload, one user, starting empty.
   { lua_common "$(login "mixed-$tag@example.com")"
     cat <<'LUA'
-local list = wrk.format("GET", "/todos?limit=20")
-local me = wrk.format("GET", "/me")
-local create = wrk.format("POST", "/todos", nil, '{"title":"mixed workload todo"}')
-math.randomseed(19)
+local list, me, create
+-- Formatted in init: wrk sets the Host header only after the script is loaded.
+init = function(args)
+  list = wrk.format("GET", "/todos?limit=20")
+  me = wrk.format("GET", "/me")
+  create = wrk.format("POST", "/todos", nil, '{"title":"mixed workload todo"}')
+  math.randomseed(19)
+end
 request = function()
   local x = math.random(100)
   if x <= 70 then return list elseif x <= 90 then return create else return me end

@@ -6,6 +6,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use todo_backend::{Application, Config};
 
+/// mimalloc rather than glibc's allocator: a list answer allocates per column of every row (the
+/// SQLite driver copies each value out of the statement), and glibc's malloc and free were a fifth
+/// of the backend's CPU on a page of todos (bench/backend-perf.sh list).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "todo-backend",

@@ -26,8 +26,8 @@ pub enum SortKey {
     Created(OffsetDateTime),
     /// `None`: the page ended among the todos without a due date, which come last in both orders.
     Due(Option<Date>),
-    /// `folded` is the database's `lower(title)` (the column `title_key`), not Rust's lower-casing:
-    /// the two differ outside ASCII, and the cursor must compare as the index does.
+    /// `folded` is the title as the column `title_key` holds it (`lower(title)`, ASCII letters
+    /// only, not Rust's Unicode lower-casing): the cursor must compare as the index does.
     Title {
         folded: String,
         title: String,
