@@ -127,6 +127,11 @@ impl TodoDescription {
         if raw.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err("is too long");
         }
+        // Multi-line text is fine; NUL is not text, and PostgreSQL cannot store it in a TEXT
+        // column (an insert would fail with a database error instead of this clear refusal).
+        if raw.contains('\0') {
+            return Err("must not contain NUL (U+0000)");
+        }
         Ok(Self(raw.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -379,6 +384,12 @@ mod tests {
         assert!(Password::parse("12345678".into()).is_ok());
         assert!(Password::parse("é".repeat(256)).is_ok());
         assert!(Password::parse("x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn descriptions_may_span_lines_but_hold_no_nul() {
+        assert!(TodoDescription::parse("line one\nline two\ttab").is_ok());
+        assert!(TodoDescription::parse("a\0b").is_err());
     }
 
     #[test]

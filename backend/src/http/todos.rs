@@ -202,7 +202,7 @@ pub struct CreateTodo {
     )]
     title: String,
     #[serde(default)]
-    #[schema(max_length = 10000)]
+    #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
     description: Option<String>,
     #[serde(default)]
     completed: Option<bool>,
@@ -283,7 +283,7 @@ pub struct PatchTodo {
     title: Option<Option<String>>,
     /// `null` is refused; `""` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = String, max_length = 10000)]
+    #[schema(value_type = String, max_length = 10000, pattern = r"^[^\u0000]*$")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = bool)]

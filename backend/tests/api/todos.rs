@@ -169,6 +169,11 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
         (json!({"title": "x".repeat(201)}), "title"),
         // The documented maxLength counts the title as sent, spaces included.
         (json!({"title": format!("{} ", "x".repeat(200))}), "title"),
+        // PostgreSQL cannot store NUL in text: refused on every store, before the database.
+        (
+            json!({"title": "x", "description": "a\u{0}b"}),
+            "description",
+        ),
     ] {
         let (s, b) = app.call(&u, "POST", "/todos", Some(body)).await;
         assert_error(s, &b, 422, "validation_failed");
