@@ -15,29 +15,8 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 cargo build --release -q -p edge-proxy -p todo-backend --bins
 . bench/lib.sh
 
-if [ "$DB" = postgres ]; then
-  name="bench_perf_$$"
-  psql -q "$DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
-  trap "cleanup; psql -q '$DATABASE_URL' -c 'DROP DATABASE IF EXISTS $name WITH (FORCE)' >/dev/null" EXIT
-  url="${DATABASE_URL%/*}/$name"
-else
-  url="sqlite:$work/perf.db"
-fi
-B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
-TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-TODO_BACKEND__DATABASE__URL="$url" TODO_BACKEND__LOG__FILTER=error \
-  target/release/todo-backend --config config/test/backend.toml & BPID=$!; pids+=($BPID)
-wait_for "http://127.0.0.1:$BA/health/ready"
-EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
-EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error EDGE_PROXY__LOG__ACCESS=false \
-  target/release/edge-proxy --config config/test/proxy.toml & pids+=($!)
-wait_for "http://127.0.0.1:$PA/readyz"
-
-email="perf-$$@example.com"
-curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: application/json' \
-  -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" >/dev/null
-token=$(curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
-  -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+start_todo_stack "$DB"
+token=$(login "perf-$$@example.com")
 for i in $(seq 1 "$TODOS"); do echo "{\"title\":\"todo $i\",\"due_date\":\"2026-12-24\"}"; done |
   xargs -d '\n' -P 8 -I{} curl -fs -o /dev/null -X POST "http://127.0.0.1:$P/todos" \
     -H "authorization: Bearer $token" -H 'content-type: application/json' -d {}

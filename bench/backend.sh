@@ -17,7 +17,6 @@ DBS="${DBS:-sqlite${DATABASE_URL:+ postgres}}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release -q -p edge-proxy -p todo-backend --bins
-BACKEND_BIN="${BACKEND_BIN:-target/release/todo-backend}"
 
 . bench/lib.sh
 results="$work/results"
@@ -60,34 +59,9 @@ print(name, n, f"{cpu_us:.1f}", rps, f"{float(mean)/1000:.2f}", f"{float(p95)/10
 PY
 }
 
-login() { # email -> token (registers the user first)
-  curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: application/json' \
-    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" >/dev/null
-  curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
-
 run_db() { # sqlite|postgres
-  local db=$1 url
-  if [ "$db" = postgres ]; then
-    local name="bench_backend_$$"
-    psql -q "$DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
-    # Dropped when the script exits, whatever happens in between.
-    trap "cleanup; psql -q '$DATABASE_URL' -c 'DROP DATABASE IF EXISTS $name WITH (FORCE)' >/dev/null" EXIT
-    url="${DATABASE_URL%/*}/$name"
-  else
-    url="sqlite:$work/bench.db"
-  fi
-  B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
-  TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
-  TODO_BACKEND__DATABASE__URL="$url" TODO_BACKEND__LOG__FILTER=error \
-    "$BACKEND_BIN" --config config/test/backend.toml & BPID=$!; pids+=($BPID)
-  wait_for "http://127.0.0.1:$BA/health/ready"
-  EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
-  EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error \
-    target/release/edge-proxy --config config/test/proxy.toml 2>>"$work/proxy.log" & local ppid=$!; pids+=($ppid)
-  wait_for "http://127.0.0.1:$PA/readyz"
+  local db=$1
+  start_todo_stack "$db"
 
   local tag="bench-$$-$db"
   lua_common "$(login "empty-$tag@example.com")" > "$work/empty.lua"
@@ -140,7 +114,7 @@ LUA
   for c in 16 64; do
     measure "$db:mixed,$c-connections" "$MIXED_DURATION" "$c" "$work/mixed.lua" /
   done
-  kill "$BPID" "$ppid"; wait "$BPID" "$ppid" 2>/dev/null || true
+  kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
 }
 
 for db in $DBS; do run_db "$db"; done

@@ -23,3 +23,38 @@ start_backend() {
     target/release/todo-backend --config "${BACKEND_CONFIG:-config/test/backend.toml}" & pids+=($!)
   wait_for "http://127.0.0.1:$BA/health/ready"
 }
+
+# start_todo_stack sqlite|postgres: todo-backend ($BACKEND_BIN, default release) on a fresh database
+# (SQLite in $work, or a database of its own on DATABASE_URL's server, dropped at exit) behind
+# edge-proxy (test profile); sets B/BA (backend API/admin), P/PA (proxy) and BPID (the backend's pid).
+# The proxy's log goes to $work/proxy.log.
+start_todo_stack() {
+  local db=$1 url
+  if [ "$db" = postgres ]; then
+    local name="bench_${RANDOM}_$$"
+    psql -q "$DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
+    # Dropped when the script exits, whatever happens in between.
+    trap "cleanup; psql -q '$DATABASE_URL' -c 'DROP DATABASE IF EXISTS $name WITH (FORCE)' >/dev/null" EXIT
+    url="${DATABASE_URL%/*}/$name"
+  else
+    url="sqlite:$work/todo-$RANDOM.db"
+  fi
+  B=$(free_port); BA=$(free_port); P=$(free_port); PA=$(free_port)
+  TODO_BACKEND__SERVER__LISTEN=127.0.0.1:$B TODO_BACKEND__ADMIN__LISTEN=127.0.0.1:$BA \
+  TODO_BACKEND__DATABASE__URL="$url" TODO_BACKEND__LOG__FILTER=error \
+    "${BACKEND_BIN:-target/release/todo-backend}" --config config/test/backend.toml & BPID=$!; pids+=($BPID)
+  wait_for "http://127.0.0.1:$BA/health/ready"
+  EDGE_PROXY__LISTEN=127.0.0.1:$P EDGE_PROXY__ADMIN__LISTEN=127.0.0.1:$PA \
+  EDGE_PROXY__UPSTREAMS__TODO__PEERS="[\"127.0.0.1:$B\"]" EDGE_PROXY__LOG__FILTER=error \
+    target/release/edge-proxy --config config/test/proxy.toml >>"$work/proxy.log" 2>&1 & pids+=($!)
+  wait_for "http://127.0.0.1:$PA/readyz"
+}
+
+# login EMAIL: registers the user through the proxy on $P and prints an access token.
+login() {
+  curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" >/dev/null
+  curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
