@@ -340,7 +340,7 @@ macro_rules! impl_sql_store {
                     SortOrder::Desc => (" < ", " DESC"),
                 };
                 let after = match &f.start {
-                    PageStart::After(c) => Some(c),
+                    PageStart::After(c) => Some((&c.key, c.id)),
                     PageStart::First | PageStart::Offset(_) => None,
                 };
                 match part {
@@ -352,23 +352,23 @@ macro_rules! impl_sql_store {
                     }
                     None => {}
                 }
-                match (after.map(|c| &c.key), part) {
-                    (Some(SortKey::Created(at)), _) => {
+                match (after, part) {
+                    (Some((SortKey::Created(at), id)), _) => {
                         q.push(" AND (created_at, id)").push(op).push("(");
                         q.push_bind($stamp(to_micros(*at))).push(", ");
-                        q.push_bind(after.map(|c| c.id)).push(")");
+                        q.push_bind(id).push(")");
                     }
-                    (Some(SortKey::Title { folded, title }), _) => {
+                    (Some((SortKey::Title { folded, title }, id)), _) => {
                         q.push(" AND (title_key, title, id)").push(op).push("(");
                         q.push_bind(folded.as_str()).push(", ").push_bind(title.as_str());
-                        q.push(", ").push_bind(after.map(|c| c.id)).push(")");
+                        q.push(", ").push_bind(id).push(")");
                     }
-                    (Some(SortKey::Due(Some(d))), Some(DuePart::Dated)) => {
+                    (Some((SortKey::Due(Some(d)), id)), Some(DuePart::Dated)) => {
                         q.push(" AND (due_date, id)").push(op).push("(");
-                        q.push_bind(*d).push(", ").push_bind(after.map(|c| c.id)).push(")");
+                        q.push_bind(*d).push(", ").push_bind(id).push(")");
                     }
-                    (Some(SortKey::Due(None)), Some(DuePart::Undated)) => {
-                        q.push(" AND id").push(op).push_bind(after.map(|c| c.id));
+                    (Some((SortKey::Due(None), id)), Some(DuePart::Undated)) => {
+                        q.push(" AND id").push(op).push_bind(id);
                     }
                     // From the start of the undated part (the cursor was among the dated todos),
                     // or the start of the list.

@@ -15,13 +15,9 @@ use todo_backend::domain::{
 use todo_backend::store::{PgStore, SqliteStore, Store};
 use uuid::Uuid;
 
-type SetClock = Arc<std::sync::Mutex<time::OffsetDateTime>>;
+use crate::store_contract::settable_clock;
 
-fn settable_clock() -> (todo_backend::store::Clock, SetClock) {
-    let at = Arc::new(std::sync::Mutex::new(datetime!(2026-12-01 12:00:00 UTC)));
-    let read = Arc::clone(&at);
-    (Arc::new(move || *read.lock().unwrap()), at)
-}
+type SetClock = Arc<std::sync::Mutex<time::OffsetDateTime>>;
 
 fn new_todo(title: &str, due: Option<time::Date>, completed: bool) -> NewTodo {
     NewTodo {

@@ -323,7 +323,7 @@ async fn postgres_store_meets_the_store_contract() {
 }
 
 /// A clock the test sets before each write.
-fn settable_clock() -> (
+pub(crate) fn settable_clock() -> (
     todo_backend::store::Clock,
     Arc<std::sync::Mutex<time::OffsetDateTime>>,
 ) {
