@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{SortOrder, TodoSort};
+use super::{SortOrder, Todo, TodoSort};
 
 /// The longest cursor accepted: a title sort key holds the title twice (folded and as written),
 /// at most 200 characters of up to 4 bytes each, and base64 adds a third.
@@ -85,6 +85,27 @@ const DATE: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
 impl Cursor {
+    /// The cursor of a page, read in `sort` and `order`, that ends with `todo`.
+    pub fn after(todo: &Todo, sort: TodoSort, order: SortOrder) -> Self {
+        let key = match sort {
+            TodoSort::CreatedAt => SortKey::Created(todo.created_at),
+            TodoSort::DueDate => SortKey::Due(todo.due_date),
+            // `title_key` is `lower(title)`, which folds ASCII letters only on both databases
+            // (SQLite's built-in `lower()`; PostgreSQL's under `COLLATE "C"`): the same fold as
+            // this, without reading the column for every row of the page.
+            TodoSort::Title => SortKey::Title {
+                folded: todo.title.to_ascii_lowercase(),
+                title: todo.title.clone(),
+            },
+        };
+        Self {
+            sort,
+            order,
+            key,
+            id: todo.id,
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut wire = Wire {
             v: 1,

@@ -27,7 +27,7 @@
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::domain::{Category, Cursor, SortKey, SortOrder, Todo, TodoSort, User, UserCredentials};
+use crate::domain::{Category, Todo, User, UserCredentials};
 
 /// Where a store reads the time for `created_at` and `updated_at` (tests inject their own).
 pub type Clock = std::sync::Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -133,41 +133,6 @@ impl From<TodoRow> for Todo {
     }
 }
 
-/// A todo as a list reads it.
-#[derive(sqlx::FromRow)]
-pub(super) struct ListRow {
-    #[sqlx(flatten)]
-    todo: TodoRow,
-}
-
-impl ListRow {
-    /// The cursor of a page that ends with this todo.
-    pub(super) fn cursor(&self, sort: TodoSort, order: SortOrder) -> Cursor {
-        let t = &self.todo;
-        let key = match sort {
-            TodoSort::CreatedAt => SortKey::Created(t.created_at),
-            TodoSort::DueDate => SortKey::Due(t.due_date),
-            // `title_key` is `lower(title)`, which folds ASCII letters only on both databases
-            // (SQLite's built-in `lower()`; PostgreSQL's under `COLLATE "C"`): the same fold as
-            // this, without reading the column for every row of the page.
-            TodoSort::Title => SortKey::Title {
-                folded: t.title.to_ascii_lowercase(),
-                title: t.title.clone(),
-            },
-        };
-        Cursor {
-            sort,
-            order,
-            key,
-            id: t.id,
-        }
-    }
-
-    pub(super) fn into_todo(self) -> Todo {
-        self.todo.into()
-    }
-}
-
 #[derive(sqlx::FromRow)]
 pub(super) struct CategoryRow {
     id: Uuid,
@@ -211,7 +176,7 @@ macro_rules! impl_sql_store {
             use uuid::Uuid;
 
             use super::super::sql::{
-                map_constraint, to_micros, CategoryRow, ListRow, TodoRow, UserRow,
+                map_constraint, to_micros, CategoryRow, TodoRow, UserRow,
                 CATEGORY_COLUMNS, TODO_COLUMNS, USER_COLUMNS,
             };
             use super::super::{PoolStats, Store, StoreError};
@@ -590,7 +555,7 @@ macro_rules! impl_sql_store {
                     let limit = usize::try_from(f.limit).unwrap_or(usize::MAX);
                     // One row more than the page: whether it exists says whether there is a next page.
                     let want = limit.saturating_add(1);
-                    let mut rows: Vec<ListRow> = Vec::with_capacity(want.min(256));
+                    let mut rows: Vec<Todo> = Vec::with_capacity(want.min(256));
                     let among_undated = matches!(
                         &f.start,
                         PageStart::After(Cursor { key: SortKey::Due(None), .. })
@@ -601,16 +566,16 @@ macro_rules! impl_sql_store {
                         {
                             continue;
                         }
-                        let more: Vec<ListRow> = page_query("", owner, f, part, want - rows.len())
+                        let more: Vec<TodoRow> = page_query("", owner, f, part, want - rows.len())
                             .build_query_as()
                             .fetch_all(&mut *conn)
                             .await?;
-                        rows.extend(more);
+                        rows.extend(more.into_iter().map(Todo::from));
                     }
                     let next = (rows.len() > limit)
                         .then(|| {
                             rows.truncate(limit);
-                            rows.last().map(|r| r.cursor(f.sort, f.order))
+                            rows.last().map(|t| Cursor::after(t, f.sort, f.order))
                         })
                         .flatten();
                     let total = if f.count {
@@ -619,7 +584,7 @@ macro_rules! impl_sql_store {
                         None
                     };
                     Ok(Page {
-                        items: rows.into_iter().map(ListRow::into_todo).collect(),
+                        items: rows,
                         next,
                         total,
                     })
