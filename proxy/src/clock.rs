@@ -131,6 +131,13 @@ impl Clock for OffsetClock {
     }
 }
 
+/// Parses an RFC 3339 time (a config value named `key`) into unix seconds.
+pub(crate) fn parse_rfc3339(key: &str, text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{key}: `{text}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

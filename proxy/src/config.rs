@@ -88,6 +88,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The API version compatibility matrix of `path`'s versioned routes, as Markdown (`edge-proxy
+    /// versions`). Only the routes, upstreams and versioning schemes are validated, so it runs
+    /// where the secrets are not (a docs build, a laptop).
+    pub fn versions_matrix(
+        path: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<String, ConfigError> {
+        let loaded = settings::load_file::<RawConfig>(path, env, ENV_PREFIX)?;
+        let mut p = Problems::default();
+        let routes = crate::policy::routing::routes_from_raw(&loaded.raw, &mut p);
+        p.into_result()?;
+        let versioned: Vec<_> = routes
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.name.as_str(),
+                    r.upstream.as_str(),
+                    r.versioning.as_deref()?,
+                ))
+            })
+            .collect();
+        if versioned.is_empty() {
+            return Ok("No route opts into API versioning (`versioning = \"<scheme>\"`).\n".into());
+        }
+        Ok(crate::policy::versioning::matrix(versioned))
+    }
+
     /// Loads `path` with env overrides from `env` and validates it.
     pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let loaded = settings::load_file::<RawConfig>(path, env, ENV_PREFIX)?;

@@ -47,6 +47,15 @@ pub enum ProxyError {
     /// The client IP has too many connections open (`limits.max_connections_per_ip`).
     #[error("too many connections")]
     TooManyConnections,
+    /// The version header, its repetitions and the `Accept` parameter name different versions.
+    #[error("conflicting API versions")]
+    ConflictingApiVersion,
+    /// A version the route's scheme neither supports nor has retired (or not a version at all).
+    #[error("unsupported API version")]
+    UnsupportedApiVersion { supported: Vec<String> },
+    /// A retired version, or a deprecated one during a brownout (with its migration link).
+    #[error("API version retired")]
+    ApiVersionRetired { link: Option<String> },
     #[error("store unavailable")]
     Unavailable,
     #[error("no healthy upstream")]
@@ -77,9 +86,12 @@ impl ProxyError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InvalidPath | Self::InvalidRequest | Self::AmbiguousCredentials => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidPath
+            | Self::InvalidRequest
+            | Self::AmbiguousCredentials
+            | Self::ConflictingApiVersion
+            | Self::UnsupportedApiVersion { .. } => StatusCode::BAD_REQUEST,
+            Self::ApiVersionRetired { .. } => StatusCode::GONE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -115,6 +127,9 @@ impl ProxyError {
             Self::TooManyConnections => "too_many_connections",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::PreflightRefused => "cors_preflight_refused",
+            Self::ConflictingApiVersion => "conflicting_api_version",
+            Self::UnsupportedApiVersion { .. } => "unsupported_api_version",
+            Self::ApiVersionRetired { .. } => "api_version_retired",
             Self::Unavailable => "unavailable",
             Self::BadGateway => "bad_gateway",
             Self::GatewayTimeout => "gateway_timeout",
@@ -162,6 +177,13 @@ impl ProxyError {
             Self::MethodNotAllowed { allow } => headers.push(("allow", allow.clone())),
             Self::PayloadTooLarge { max_bytes } => {
                 body["max_bytes"] = (*max_bytes).into();
+            }
+            Self::UnsupportedApiVersion { supported } => {
+                body["supported"] = supported.clone().into();
+            }
+            Self::ApiVersionRetired { link: Some(link) } => {
+                body["link"] = link.clone().into();
+                headers.push(("link", format!("<{link}>; rel=\"deprecation\"")));
             }
             Self::MissingToken => {
                 headers.push(("www-authenticate", format!("Bearer realm=\"{realm}\"")));
@@ -235,6 +257,17 @@ mod tests {
             ),
             ProxyError::OriginNotAllowed => (403, "origin_not_allowed", None, false),
             ProxyError::PreflightRefused => (403, "cors_preflight_refused", None, false),
+            ProxyError::ConflictingApiVersion => (400, "conflicting_api_version", None, false),
+            ProxyError::UnsupportedApiVersion { .. } => {
+                (400, "unsupported_api_version", None, false)
+            }
+            ProxyError::ApiVersionRetired { link } => (
+                410,
+                "api_version_retired",
+                link.as_ref()
+                    .map(|l| ("link", format!("<{l}>; rel=\"deprecation\""))),
+                false,
+            ),
             ProxyError::TooManyConnections => (
                 429,
                 "too_many_connections",
@@ -267,6 +300,9 @@ mod tests {
                 ProxyError::TooManyAttempts { .. } => ProxyError::TooManyAttempts {
                     retry_after_secs: 7,
                 },
+                ProxyError::ApiVersionRetired { .. } => ProxyError::ApiVersionRetired {
+                    link: Some("https://docs.example/v".into()),
+                },
                 other => other,
             };
             let (status, code, header, closes) = expected(&err);
@@ -291,6 +327,29 @@ mod tests {
     fn payload_too_large_names_the_limit() {
         let r = ProxyError::PayloadTooLarge { max_bytes: 10 }.response("r");
         assert_eq!(r.body, r#"{"error":"payload_too_large","max_bytes":10}"#);
+    }
+
+    #[test]
+    fn version_refusals_name_what_the_client_can_do() {
+        let r = ProxyError::UnsupportedApiVersion {
+            supported: vec!["2025-01-24".into(), "2026-12-01".into()],
+        }
+        .response("r");
+        assert_eq!(
+            r.body,
+            r#"{"error":"unsupported_api_version","supported":["2025-01-24","2026-12-01"]}"#
+        );
+        let r = ProxyError::ApiVersionRetired {
+            link: Some("https://docs.example/v".into()),
+        }
+        .response("r");
+        assert_eq!(
+            r.body,
+            r#"{"error":"api_version_retired","link":"https://docs.example/v"}"#
+        );
+        let r = ProxyError::ApiVersionRetired { link: None }.response("r");
+        assert_eq!(r.body, r#"{"error":"api_version_retired"}"#);
+        assert!(r.headers.is_empty());
     }
 
     #[test]

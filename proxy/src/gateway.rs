@@ -197,17 +197,17 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let Handler::Route(route) = &ctx.handler else {
+        let Some(dest) = ctx.dest() else {
             return Err(Error::explain(ErrorType::ConnectNoRoute, "no route"));
         };
-        let pool = &route.target.pool;
+        let pool = &dest.pool;
         let addr = pool
             .select()
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy peer"))?;
-        ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
+        ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
@@ -217,14 +217,14 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let identity = match (&ctx.caller, &ctx.handler) {
-            (Some(caller), Handler::Route(route)) => {
+        let identity = match (&ctx.caller, ctx.dest()) {
+            (Some(caller), Some(dest)) => {
                 let req = session.req_header();
                 let headers = self
                     .asserter
                     .identity(
                         caller,
-                        &route.upstream,
+                        &dest.name,
                         req.method.as_str(),
                         req.uri.path(),
                         self.clock.now(),
@@ -247,6 +247,7 @@ impl ProxyHttp for Gateway {
                 host: ctx.host.as_ref(),
                 traceparent: ctx.trace.as_ref().map(TraceParent::as_str),
                 identity,
+                version: ctx.version_header(),
             },
         )
     }
@@ -257,7 +258,14 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        headers::rewrite_response(resp, &self.security_headers, &ctx.cors, &ctx.request_id)
+        let version = ctx.version().map_or(&[][..], |v| &v.answer_headers);
+        headers::rewrite_response(
+            resp,
+            &self.security_headers,
+            version,
+            &ctx.cors,
+            &ctx.request_id,
+        )
     }
 
     async fn upstream_response_filter(
@@ -266,10 +274,10 @@ impl ProxyHttp for Gateway {
         _resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let (Some(started), Handler::Route(route)) = (ctx.upstream_started.take(), &ctx.handler)
-        {
-            let seconds = started.elapsed().as_secs_f64();
-            route.target.upstream.duration.observe(seconds);
+        if let (Some(started), Some(dest)) = (ctx.upstream_started.take(), ctx.dest()) {
+            dest.metrics
+                .duration
+                .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -285,8 +293,8 @@ impl ProxyHttp for Gateway {
             .take_refusal()
             .unwrap_or_else(|| ProxyError::from_pingora(e));
         if matches!(err, ProxyError::BadGateway | ProxyError::GatewayTimeout) {
-            if let Handler::Route(route) = &ctx.handler {
-                route.target.upstream.errors.inc();
+            if let Some(dest) = ctx.dest() {
+                dest.metrics.errors.inc();
             }
         }
         // A 1xx (e.g. the upstream's 100 Continue) is not a final answer: the 413/502 can still follow.
@@ -337,7 +345,8 @@ impl ProxyHttp for Gateway {
             request_id: ctx.rid(),
             trace_id: ctx.trace.as_ref().map_or("-", TraceParent::trace_id),
             route,
-            upstream: ctx.handler.upstream().unwrap_or("-"),
+            upstream: ctx.dest().map_or("-", |d| d.name.as_str()),
+            api_version: ctx.version().map_or("-", |v| v.version.as_str()),
             method,
             status,
             duration_ms: elapsed.as_secs_f64() * 1000.0,

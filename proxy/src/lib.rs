@@ -16,11 +16,11 @@
 //! |---|---|---|
 //! | accept (`http::conn`) | per-IP connection count; head deadline from accept (later heads: from their first byte); an answer pingora's parser writes before any filter (malformed head, `CONNECT`) is replaced by ours (`conn::canned`) | 429 / 408 / 400 / 405 |
 //! | `early_request_filter` | request id (the client's only if it is a UUID), trace context; head complete (stops the deadline; chunked bodies start `conn::chunked`); keep-alive idle and body read timeouts | — |
-//! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) | 400 / 401 / 403 / 404 / 405 / 408 / 413 / 414 / 429 / 431 / 503 |
+//! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → API version (`policy::versioning`: header, `Accept` parameter, default; conflicting / unknown / retired / browned-out refused) → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) | 400 / 401 / 403 / 404 / 405 / 408 / 410 / 413 / 414 / 429 / 431 / 503 |
 //! | `request_body_filter` | chunk-line violation from the stream; `BodyMeter::feed` (route limit, minimum rate); the meter keeps its `ProxyError` and the error aborts the upstream request | 400 / 408 / 413 |
-//! | `upstream_peer` | the route's pool (`Arc<Route<Target>>` in the context: pool and metric handles resolved at build time): next healthy peer, connect/read timeouts | 502 |
-//! | `upstream_request_filter` | `tokens::assertion::Asserter::identity` for a caller, then `http::headers::forward`: no `Authorization`; `X-Request-Id`, `X-Forwarded-*`, `traceparent`, `X-User-*`, `X-Identity-Assertion` | — |
-//! | `response_filter` | `http::headers::rewrite_response`: no `Server`; security headers; the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
+//! | `upstream_peer` | the route's pool, or the resolved API version's own (`Arc<Route<Target>>` in the context: pools and metric handles resolved at build time): next healthy peer, connect/read timeouts | 502 |
+//! | `upstream_request_filter` | `tokens::assertion::Asserter::identity` for a caller, then `http::headers::forward`: no `Authorization`; `X-Request-Id`, `X-Forwarded-*`, `traceparent`, `X-User-*`, `X-Identity-Assertion`, exactly one API version header | — |
+//! | `response_filter` | `http::headers::rewrite_response`: no `Server`; security headers; `Api-Version` (and `Deprecation`, `Sunset`, `Link`, built at load); the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
 //! | `fail_to_proxy` | the meter's refusal, else `ProxyError::from_pingora` (`http::pingora_error`); written by `http::respond` | 400 / 408 / 413 / 502 / 504 |
 //! | `logging` | request done on the stream; metrics; one access-log line (`obs::access_log`, `AuthOutcome` label) | — |
 //!
@@ -189,6 +189,15 @@ impl Parts {
             .cloned()
             .with_context(|| format!("no upstream pool named `{name}`"))
     }
+
+    /// Upstream `name` as requests use it: pool and metric handles.
+    fn dest(&self, name: &str) -> anyhow::Result<http::upstream::Dest> {
+        Ok(http::upstream::Dest {
+            name: name.to_owned(),
+            pool: self.pool(name)?,
+            metrics: self.metrics.for_upstream(name),
+        })
+    }
 }
 
 fn pingora_server(config: &Config) -> Server {
@@ -235,10 +244,21 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
         .routes
         .iter()
         .map(|r| {
+            let (versions, api_requests) = match &r.versioning {
+                None => (Vec::new(), Vec::new()),
+                Some(v) => (
+                    v.versions
+                        .iter()
+                        .map(|e| e.upstream.as_deref().map(|u| parts.dest(u)).transpose())
+                        .collect::<anyhow::Result<_>>()?,
+                    parts.metrics.for_versions(&r.name, &v.labels()),
+                ),
+            };
             Ok(r.clone().bind(http::upstream::Target {
-                pool: parts.pool(&r.upstream)?,
+                dest: parts.dest(&r.upstream)?,
                 requests: parts.metrics.for_handler(&r.name),
-                upstream: parts.metrics.for_upstream(&r.upstream),
+                versions,
+                api_requests,
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

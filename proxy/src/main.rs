@@ -39,6 +39,8 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Print the API version compatibility matrix (routes × versions, status, dates) as Markdown.
+    Versions,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +67,18 @@ enum AdminAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Versions) = cli.command {
+        return match Config::versions_matrix(&cli.config, &settings::process_env()) {
+            Ok(matrix) => {
+                print!("{matrix}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge-proxy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli.config, &settings::process_env()) {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +127,7 @@ fn operate(config: &Config, cmd: Command) -> ExitCode {
     };
     let result = rt.block_on(async {
         match cmd {
+            Command::Versions => unreachable!("answered before the config is loaded"),
             Command::Healthcheck { live } => client::healthcheck(&config.admin, live).await,
             Command::Admin { action } => {
                 let cmd = match action {

@@ -32,6 +32,9 @@ pub struct RawConfig {
     /// Named CORS policies; a route uses one with `cors = "<name>"`.
     #[serde(default)]
     pub cors: BTreeMap<String, RawCors>,
+    /// Named API versioning schemes; a route opts in with `versioning = "<name>"`.
+    #[serde(default)]
+    pub versioning: BTreeMap<String, RawVersioning>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     /// External token issuers; their tokens are accepted alongside the proxy's own.
@@ -344,6 +347,57 @@ pub struct RawRoute {
     pub max_body_bytes: Option<u64>,
     /// Name of a `[cors.<name>]` policy; absent: no CORS headers at all.
     pub cors: Option<String>,
+    /// Name of a `[versioning.<name>]` scheme; absent: the proxy leaves versions to the upstream.
+    pub versioning: Option<String>,
+}
+
+/// An API versioning scheme (DESIGN.md 7.3, docs/versioning.md): date versions (`YYYY-MM-DD`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersioning {
+    /// The request header read first, and the header the upstream and the client get.
+    #[serde(default = "default_version_header")]
+    pub header: String,
+    /// The version of requests that name none.
+    pub default: String,
+    /// Every version served (deprecated ones included).
+    pub supported: Vec<String>,
+    /// Deprecated versions (each also in `supported`) and their lifecycle.
+    #[serde(default)]
+    pub deprecated: BTreeMap<String, RawDeprecation>,
+    /// Versions past their sunset: answered 410 at the edge.
+    #[serde(default)]
+    pub retired: Vec<String>,
+    /// Versions served by another upstream pool than the route's (version → pool name).
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, String>,
+}
+
+fn default_version_header() -> String {
+    "api-version".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeprecation {
+    /// RFC 3339 time the version was (or will be) deprecated: `Deprecation: @<unix seconds>`.
+    pub deprecation: String,
+    /// RFC 3339 time after which it may stop working: `Sunset: <HTTP-date>`; not before `deprecation`.
+    pub sunset: Option<String>,
+    /// The migration guide: `Link: <url>; rel="deprecation"`, and the 410's `link`.
+    pub link: Option<String>,
+    /// Windows during which the version answers 410, to make clients that ignore headers notice.
+    #[serde(default)]
+    pub brownouts: Vec<RawBrownout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBrownout {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339, after `start`.
+    pub end: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,6 @@
 //! The request filter's work before anything is forwarded, in the order of the phase table in
 //! `lib.rs`: head checks, the client address, inbound stripping, the path, the proxy's own endpoints,
-//! then the route's CORS, methods, declared body and authentication. Refusals are written by
+//! then the route's CORS, methods, API version, declared body and authentication. Refusals are written by
 //! [`Gateway::reject`], the one place a `ProxyError` becomes a response.
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::http::{framing, headers};
 use crate::policy::client::client_ip;
 use crate::policy::cors::{decide_request, Decision};
 use crate::policy::routing::{check_path, AuthMode, Route};
+use crate::policy::versioning::Versioning;
 use crate::tokens::authn::{AuthFailure, AuthOutcome, Credentials};
 
 /// What `admit` decided.
@@ -92,6 +93,9 @@ impl Gateway {
                 allow: route.allow.clone(),
             });
         }
+        if let Some(scheme) = &route.versioning {
+            self.resolve_version(route, scheme, &req.headers, ctx)?;
+        }
         ctx.body.limit = route.max_body_bytes;
         body::check_declared(req, route.max_body_bytes)?;
         if route.auth == AuthMode::None {
@@ -115,6 +119,36 @@ impl Gateway {
             }
         }
         Ok(Admit::Forward)
+    }
+
+    /// The request's API version on a versioned route, counted; a refused one answers here, before
+    /// authentication and any upstream work (a brownout's 410 still carries the version's headers).
+    fn resolve_version(
+        &self,
+        route: &Route<Target>,
+        scheme: &Versioning,
+        headers: &http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), ProxyError> {
+        let (label, result) = match scheme.resolve(headers, self.clock.now()) {
+            Ok(i) => {
+                ctx.api_version = Some(i);
+                (i, Ok(()))
+            }
+            Err(refusal) => {
+                ctx.api_version = refusal.version;
+                (
+                    refusal.label.unwrap_or_else(|| scheme.invalid_label()),
+                    Err(refusal.error),
+                )
+            }
+        };
+        if self.request_metrics {
+            if let Some(c) = route.target.api_requests.get(label) {
+                c.inc();
+            }
+        }
+        result
     }
 
     /// Client address from the connection; forwarded headers only from trusted proxies (R-LOGIN-8).

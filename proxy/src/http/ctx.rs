@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use crate::http::body::BodyMeter;
 use crate::http::respond::{AnswerContext, CorsAnswer};
-use crate::http::upstream::Target;
+use crate::http::upstream::{Dest, Target};
 use crate::obs::metrics::InFlight;
 use crate::obs::trace::TraceParent;
 use crate::policy::routing::Route;
+use crate::policy::versioning::VersionEntry;
 use crate::tokens::authn::AuthOutcome;
 use crate::tokens::Verified;
 
@@ -40,14 +41,6 @@ impl Handler {
             Self::None => "none",
         }
     }
-
-    /// The upstream the request goes to, when it has a route.
-    pub(crate) fn upstream(&self) -> Option<&str> {
-        match self {
-            Self::Route(r) => Some(&r.upstream),
-            _ => None,
-        }
-    }
 }
 
 pub(crate) struct RequestCtx {
@@ -69,6 +62,8 @@ pub(crate) struct RequestCtx {
     /// W3C trace context sent upstream (continued from the client's or started here).
     pub trace: Option<TraceParent>,
     pub cors: CorsAnswer,
+    /// The API version resolved on a versioned route (index into its scheme's versions).
+    pub api_version: Option<usize>,
     /// Security headers for proxy-generated answers (shared with the gateway).
     pub security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
@@ -88,6 +83,7 @@ impl RequestCtx {
             upstream_started: None,
             trace: None,
             cors: CorsAnswer::default(),
+            api_version: None,
             security_headers,
         }
     }
@@ -97,12 +93,43 @@ impl RequestCtx {
         self.request_id.to_str().unwrap_or_default()
     }
 
+    /// The resolved API version of a versioned route.
+    pub(crate) fn version(&self) -> Option<&VersionEntry> {
+        let (Handler::Route(r), Some(i)) = (&self.handler, self.api_version) else {
+            return None;
+        };
+        r.versioning.as_ref()?.versions.get(i)
+    }
+
+    /// The version header the upstream gets: the scheme's header name and the resolved version.
+    pub(crate) fn version_header(&self) -> Option<(&http::HeaderName, &http::HeaderValue)> {
+        let (Handler::Route(r), Some(i)) = (&self.handler, self.api_version) else {
+            return None;
+        };
+        let scheme = r.versioning.as_ref()?;
+        Some((&scheme.header, &scheme.versions.get(i)?.value))
+    }
+
+    /// Where the request goes: the resolved version's own pool if its scheme names one, else the
+    /// route's.
+    pub(crate) fn dest(&self) -> Option<&Dest> {
+        let Handler::Route(r) = &self.handler else {
+            return None;
+        };
+        let by_version = self
+            .api_version
+            .and_then(|i| r.target.versions.get(i))
+            .and_then(Option::as_ref);
+        Some(by_version.unwrap_or(&r.target.dest))
+    }
+
     /// What this request's synthetic answers share.
     pub(crate) fn answer(&self) -> AnswerContext<'_> {
         AnswerContext {
             request_id: &self.request_id,
             cors: &self.cors,
             security_headers: &self.security_headers,
+            version_headers: self.version().map_or(&[], |v| &v.answer_headers),
         }
     }
 }

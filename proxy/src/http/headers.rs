@@ -29,6 +29,7 @@ static X_USER_ISSUER: HeaderName = HeaderName::from_static("x-user-issuer");
 static X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
 static X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 static X_IDENTITY_ASSERTION: HeaderName = HeaderName::from_static("x-identity-assertion");
+static API_VERSION: HeaderName = HeaderName::from_static(crate::policy::versioning::DEFAULT_HEADER);
 
 /// What the upstream learns about the request besides its own headers.
 pub(crate) struct Forwarded<'a> {
@@ -38,6 +39,8 @@ pub(crate) struct Forwarded<'a> {
     pub traceparent: Option<&'a str>,
     /// Set on authenticated requests.
     pub identity: Option<IdentityHeaders>,
+    /// On a versioned route: the scheme's header and the resolved version, sent as the only copy.
+    pub version: Option<(&'a HeaderName, &'a HeaderValue)>,
 }
 
 /// A header value the proxy made itself (ids, addresses, tokens: visible ASCII by construction).
@@ -48,7 +51,9 @@ fn value(s: String) -> pingora::Result<HeaderValue> {
 }
 
 /// Sets the upstream request's headers: never the token (R-JWT-8), the request id, `X-Forwarded-*`,
-/// the trace context and, for a caller, the identity headers and the signed assertion.
+/// the trace context, for a caller the identity headers and the signed assertion, and on a
+/// versioned route exactly one version header (every client copy of it and of `Api-Version`, in
+/// any case, removed first; `_` spellings never get this far, `policy::inbound`).
 ///
 /// The upstream head is rebuilt without pingora's header-case map (names go out lower-case, as
 /// Envoy and HAProxy send them) and with room reserved, so the added headers are plain inserts
@@ -80,6 +85,10 @@ pub(crate) fn forward(up: &mut RequestHeader, f: Forwarded<'_>) -> pingora::Resu
         h.insert(X_USER_ROLES.clone(), value(id.roles)?);
         h.insert(X_IDENTITY_ASSERTION.clone(), value(id.assertion)?);
     }
+    if let Some((name, version)) = f.version {
+        h.remove(&API_VERSION);
+        h.insert(name.clone(), version.clone());
+    }
     *up = RequestHeader::from(parts);
     if let Some(raw) = raw_target {
         // A target the URI does not spell byte for byte (absolute form) is forwarded as received.
@@ -101,6 +110,7 @@ fn path_and_query(req: &RequestHeader) -> &[u8] {
 pub(crate) fn rewrite_response(
     resp: &mut ResponseHeader,
     security_headers: &[(HeaderName, HeaderValue)],
+    version_headers: &[(HeaderName, HeaderValue)],
     cors: &CorsAnswer,
     request_id: &HeaderValue,
 ) -> pingora::Result<()> {
@@ -112,11 +122,15 @@ pub(crate) fn rewrite_response(
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
     let h = &mut parts.headers;
     h.remove(http::header::SERVER);
-    h.reserve(security_headers.len() + cors.headers.len() + 2);
+    h.reserve(security_headers.len() + version_headers.len() + cors.headers.len() + 2);
     for (name, value) in security_headers {
         if !h.contains_key(name) {
             h.insert(name.clone(), value.clone());
         }
+    }
+    // The edge's word on the version and its lifecycle replaces the upstream's.
+    for (name, value) in version_headers {
+        h.insert(name.clone(), value.clone());
     }
     if cors.route {
         for name in crate::policy::cors::upstream_cors_headers(h) {
@@ -176,6 +190,7 @@ mod tests {
                     roles: "user,admin".into(),
                     assertion: "jwt".into(),
                 }),
+                version: None,
             },
         )
         .unwrap();
@@ -202,6 +217,7 @@ mod tests {
                 host: None,
                 traceparent: None,
                 identity: None,
+                version: None,
             };
             forward(&mut up, f).unwrap();
             assert_eq!(up.raw_path(), target);
@@ -210,10 +226,10 @@ mod tests {
         }
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.set_reason_phrase(Some("Fine")).unwrap();
-        rewrite_response(&mut resp, &[], &CorsAnswer::default(), &rid).unwrap();
+        rewrite_response(&mut resp, &[], &[], &CorsAnswer::default(), &rid).unwrap();
         assert_eq!(resp.get_reason_phrase(), Some("Fine"));
         let mut plain = ResponseHeader::build(404, None).unwrap();
-        rewrite_response(&mut plain, &[], &CorsAnswer::default(), &rid).unwrap();
+        rewrite_response(&mut plain, &[], &[], &CorsAnswer::default(), &rid).unwrap();
         assert_eq!(plain.get_reason_phrase(), Some("Not Found"));
     }
 
@@ -243,6 +259,7 @@ mod tests {
         rewrite_response(
             &mut resp,
             &security,
+            &[],
             &cors,
             &HeaderValue::from_static("rid"),
         )

@@ -94,6 +94,8 @@ pub(crate) struct AnswerContext<'a> {
     pub request_id: &'a HeaderValue,
     pub cors: &'a CorsAnswer,
     pub security_headers: &'a [(HeaderName, HeaderValue)],
+    /// The resolved API version's headers (`Api-Version`, and `Deprecation`, `Sunset`, `Link`).
+    pub version_headers: &'a [(HeaderName, HeaderValue)],
 }
 
 /// The CORS part of a request's answers (R-CORS-4: a CORS route's answers all vary on `Origin`).
@@ -110,7 +112,7 @@ pub(crate) struct CorsAnswer {
 pub(crate) fn head(s: &Synthetic, cx: &AnswerContext<'_>) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(
         s.status,
-        Some(4 + s.headers.len() + cx.security_headers.len()),
+        Some(4 + s.headers.len() + cx.security_headers.len() + cx.version_headers.len()),
     )?;
     if !s.body.is_empty() {
         resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -124,7 +126,7 @@ pub(crate) fn head(s: &Synthetic, cx: &AnswerContext<'_>) -> pingora::Result<Res
     if cx.cors.route {
         resp.append_header(http::header::VARY, "Origin")?;
     }
-    for (name, value) in cx.security_headers {
+    for (name, value) in cx.security_headers.iter().chain(cx.version_headers) {
         resp.insert_header(name.clone(), value.clone())?;
     }
     if s.close {
@@ -187,6 +189,7 @@ mod tests {
             request_id: &rid,
             cors: &cors,
             security_headers: &security,
+            version_headers: &[],
         };
         let s = Synthetic::refusal(&ProxyError::MissingToken, "edge", true);
         let h = head(&s, &cx).unwrap();
@@ -213,6 +216,7 @@ mod tests {
                 request_id: &rid,
                 cors: &CorsAnswer::default(),
                 security_headers: &[],
+                version_headers: &[],
             },
         )
         .unwrap();

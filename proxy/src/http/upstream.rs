@@ -68,15 +68,28 @@ fn valid_peer(peer: &str) -> bool {
 
 /// What a route is bound to once the proxy is built: its pool and its metric handles.
 pub(crate) struct Target {
-    pub pool: Arc<Pool>,
+    /// Where the route's requests go.
+    pub dest: Dest,
     pub requests: crate::obs::metrics::RequestMetrics,
-    pub upstream: crate::obs::metrics::UpstreamMetrics,
+    /// Per supported version of the route's versioning scheme (same order): another pool, if the
+    /// scheme sends that version elsewhere.
+    pub versions: Vec<Option<Dest>>,
+    /// `edge_proxy_api_requests_total{route, api_version}`, in `Versioning::labels` order.
+    pub api_requests: Vec<prometheus::IntCounter>,
+}
+
+/// An upstream pool as a request uses it: its configured name (the assertion audience and the
+/// metric label), its peers, and its metric handles.
+pub(crate) struct Dest {
+    pub name: String,
+    pub pool: Arc<Pool>,
+    pub metrics: crate::obs::metrics::UpstreamMetrics,
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
-            .field("pool", &self.pool.name)
+            .field("pool", &self.dest.name)
             .finish_non_exhaustive()
     }
 }

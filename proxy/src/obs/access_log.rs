@@ -30,6 +30,8 @@ pub(crate) struct AccessEntry<'a> {
     pub duration_ms: f64,
     pub auth: &'a str,
     pub client: Option<IpAddr>,
+    /// The resolved API version on a versioned route (a configured date), else `-`.
+    pub api_version: &'a str,
 }
 
 /// Lines waiting for the flusher.
@@ -199,14 +201,19 @@ pub(crate) fn pretty_line(e: &AccessEntry<'_>, now: time::OffsetDateTime) -> Str
 
 fn write_pretty_line(out: &mut String, e: &AccessEntry<'_>, now: time::OffsetDateTime) {
     push_timestamp(out, now);
-    // Only `upstream` and `route` come from config; they are label-safe names, so no quoting.
+    // Only `upstream`, `route` and `api_version` come from config; they are label-safe names or
+    // validated dates, so no quoting.
     let _ = write!(
         out,
         "  INFO access: {} {} status={} duration_ms=",
         e.method, e.route, e.status
     );
     push_millis(out, e.duration_ms);
-    let _ = write!(out, " upstream={} auth={} client=", e.upstream, e.auth);
+    let _ = write!(
+        out,
+        " upstream={} api_version={} auth={} client=",
+        e.upstream, e.api_version, e.auth
+    );
     match e.client {
         Some(ip) => {
             let _ = write!(out, "{ip}");
@@ -257,6 +264,8 @@ fn write_json_line(out: &mut String, e: &AccessEntry<'_>, now: time::OffsetDateT
     push_str(out, e.route);
     out.push_str(",\"upstream\":");
     push_str(out, e.upstream);
+    out.push_str(",\"api_version\":");
+    push_str(out, e.api_version);
     out.push_str(",\"method\":");
     push_str(out, e.method);
     out.push_str(",\"status\":");
@@ -304,6 +313,7 @@ mod tests {
             duration_ms: 1.5,
             auth: "ok",
             client: None,
+            api_version: "2026-12-01",
         }
     }
 
@@ -363,7 +373,7 @@ mod tests {
         let line = pretty_line(&entry(), time::OffsetDateTime::UNIX_EPOCH);
         assert_eq!(
             line,
-            "1970-01-01T00:00:00Z  INFO access: GET todos status=200 duration_ms=1.500 upstream=todo auth=ok client=- request_id=5f0c7f5e-0c5e-4f7e-9a43-6f2b1f0f6a11 trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n"
+            "1970-01-01T00:00:00Z  INFO access: GET todos status=200 duration_ms=1.500 upstream=todo api_version=2026-12-01 auth=ok client=- request_id=5f0c7f5e-0c5e-4f7e-9a43-6f2b1f0f6a11 trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n"
         );
     }
 
@@ -379,6 +389,7 @@ mod tests {
             duration_ms: 1.23456,
             auth: "ok",
             client: Some("127.0.0.1".parse().unwrap()),
+            api_version: "-",
         };
         let line = json_line(&e, time::OffsetDateTime::UNIX_EPOCH);
         assert!(line.ends_with("}\n"));
@@ -389,5 +400,6 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"], 1.235);
         assert_eq!(v["client"], "127.0.0.1");
+        assert_eq!(v["api_version"], "-");
     }
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Client connections open on the public listener.
     pub connections_open: IntGauge,
+    /// Requests on versioned routes by route and resolved (or refused) API version.
+    pub api_requests: IntCounterVec,
     /// `auth_decisions` (and `auth_failures`) per known result, resolved once.
     auth_handles: Vec<(&'static str, IntCounter, Option<IntCounter>)>,
     /// `store_duration` per known operation, resolved once.
@@ -166,6 +168,11 @@ const CONNECTIONS_OPEN: Spec = Spec::new(
     "Client connections open on the public listener",
     &[],
 );
+const API_REQUESTS: Spec = Spec::new(
+    "edge_proxy_api_requests_total",
+    "Requests on versioned routes by route and API version (`invalid`: conflicting or unknown)",
+    &["route", "api_version"],
+);
 const CONNECTIONS_REFUSED: Spec = Spec::new(
     "edge_proxy_connections_refused_total",
     "Connections closed by the per-IP limit or the request-head deadline, by reason",
@@ -196,6 +203,7 @@ impl Metrics {
             jwks_fetches: m.counter_vec(&JWKS_FETCHES)?,
             connections_refused: m.counter_vec(&CONNECTIONS_REFUSED)?,
             connections_open: m.gauge(&CONNECTIONS_OPEN)?,
+            api_requests: m.counter_vec(&API_REQUESTS)?,
             auth_handles: Vec::new(),
             store_ops: Vec::new(),
             set: m,
@@ -332,6 +340,14 @@ impl Metrics {
     }
 
     /// The handles of upstream `name`.
+    /// `edge_proxy_api_requests_total` of route `route`, one handle per label value, in order.
+    pub(crate) fn for_versions(&self, route: &str, labels: &[&str]) -> Vec<IntCounter> {
+        labels
+            .iter()
+            .map(|v| self.api_requests.with_label_values(&[route, v]))
+            .collect()
+    }
+
     pub(crate) fn for_upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
             duration: self.upstream_duration.with_label_values(&[name]),

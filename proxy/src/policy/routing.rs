@@ -14,7 +14,8 @@ use http::Method;
 use settings::Problems;
 
 use crate::policy::cors::CorsPolicy;
-use crate::raw::{RawConfig, RawCors, RawRoute, RawUpstream};
+use crate::policy::versioning::Versioning;
+use crate::raw::{RawConfig, RawCors, RawRoute, RawUpstream, RawVersioning};
 
 /// Paths under this prefix are the upstreams' internal API and never forwarded from the public side.
 pub(crate) const INTERNAL_PREFIX: &str = "/internal";
@@ -57,6 +58,8 @@ pub struct Route<P = ()> {
     pub allow: String,
     pub max_body_bytes: u64,
     pub cors: Option<Arc<CorsPolicy>>,
+    /// The API versioning scheme the route opted into.
+    pub versioning: Option<Arc<Versioning>>,
 }
 
 impl Route {
@@ -73,6 +76,7 @@ impl Route {
             allow: self.allow,
             max_body_bytes: self.max_body_bytes,
             cors: self.cors,
+            versioning: self.versioning,
         }
     }
 }
@@ -82,17 +86,26 @@ struct RouteDefaults<'a> {
     pub upstreams: &'a BTreeMap<String, RawUpstream>,
     pub cors: &'a HashMap<String, Arc<CorsPolicy>>,
     pub cors_defined: &'a BTreeMap<String, RawCors>,
+    pub versioning: &'a BTreeMap<String, Arc<Versioning>>,
+    pub versioning_defined: &'a BTreeMap<String, RawVersioning>,
     pub max_body_bytes: u64,
 }
 
-/// Validates `[[routes]]` and the `[cors.*]` policies they use, pushing every problem (names,
-/// prefixes, upstreams, methods, CORS).
+/// Validates `[[routes]]` and the `[cors.*]` policies and `[versioning.*]` schemes they use,
+/// pushing every problem (names, prefixes, upstreams, methods, CORS, versions).
 pub(crate) fn routes_from_raw(raw: &RawConfig, p: &mut Problems) -> Vec<Route> {
     let cors = crate::policy::cors::policies_from_raw(&raw.cors, p);
+    let versioning =
+        crate::policy::versioning::schemes_from_raw(&raw.versioning, &raw.upstreams, p)
+            .into_iter()
+            .map(|(name, v)| (name, Arc::new(v)))
+            .collect();
     let d = RouteDefaults {
         upstreams: &raw.upstreams,
         cors: &cors,
         cors_defined: &raw.cors,
+        versioning: &versioning,
+        versioning_defined: &raw.versioning,
         max_body_bytes: raw.limits.max_body_bytes,
     };
     let d = &d;
@@ -145,6 +158,16 @@ impl Route {
                 .collect(),
         };
         let cors = route_cors(key, r.cors.as_deref(), d, p);
+        let versioning = r.versioning.as_deref().and_then(|name| {
+            let scheme = d.versioning.get(name).cloned();
+            // A scheme that is defined but invalid was reported already.
+            if scheme.is_none() && !d.versioning_defined.contains_key(name) {
+                p.push(format!(
+                    "{key}.versioning: no versioning scheme named `{name}` (define [versioning.{name}])"
+                ));
+            }
+            scheme
+        });
         let auth = p.take(AuthMode::parse(&r.auth).map_err(|e| format!("{key}.auth: {e}")))?;
         Some(Self {
             name: r.name.clone(),
@@ -157,6 +180,7 @@ impl Route {
             methods,
             max_body_bytes: r.max_body_bytes.unwrap_or(d.max_body_bytes),
             cors,
+            versioning,
         })
     }
 }
@@ -328,6 +352,7 @@ mod tests {
             allow: "GET".into(),
             max_body_bytes: 1,
             cors: None,
+            versioning: None,
         }
     }
 

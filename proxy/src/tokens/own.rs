@@ -15,7 +15,7 @@ use std::path::Path;
 
 use settings::{Problems, SecretSource};
 
-use crate::clock::UnixSecs;
+use crate::clock::{parse_rfc3339, UnixSecs};
 use crate::raw::{RawJwt, RawPreviousKey};
 use crate::tokens::jws::JwsKey;
 use crate::tokens::keys::{OwnKey, SigningAlg};
@@ -226,13 +226,6 @@ impl PreviousKey {
             verify_until: UnixSecs(until?),
         })
     }
-}
-
-/// Parses an RFC 3339 time into unix seconds.
-fn parse_rfc3339(key: &str, text: &str) -> Result<i64, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(time::OffsetDateTime::unix_timestamp)
-        .map_err(|_| format!("{key}: `{text}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"))
 }
 
 /// A freshly minted token.

@@ -18,3 +18,4 @@ mod session_contract;
 mod throttle;
 mod throttle_contract;
 mod tokens;
+mod versioning;
