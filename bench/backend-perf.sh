@@ -17,14 +17,14 @@ cargo build --release -q -p edge-proxy -p todo-backend --bins
 
 start_todo_stack "$DB"
 token=$(login "perf-$$@example.com")
-for i in $(seq 1 "$TODOS"); do echo "{\"title\":\"todo $i\",\"due_date\":\"2026-12-24\"}"; done |
+for i in $(seq 1 "$TODOS"); do echo "{\"title\":\"todo $i\",\"due_on\":\"2026-12-24\"}"; done |
   xargs -d '\n' -P 8 -I{} curl -fs -o /dev/null -X POST "http://127.0.0.1:$P/todos" \
     -H "authorization: Bearer $token" -H 'content-type: application/json' -d {}
 
 printf 'wrk.headers["authorization"] = "Bearer %s"\nwrk.headers["content-type"] = "application/json"\n' "$token" > "$work/req.lua"
 case "$what" in
   me) path=/me ;;
-  list) path="/todos?limit=20" ;;
+  list) path="/todos?limit=20&count=true" ;;
   create) path=/todos; printf 'wrk.method = "POST"\nwrk.body = "{\\"title\\":\\"a todo to measure\\"}"\n' >> "$work/req.lua" ;;
   *) echo "unknown request: $what" >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@
 # The todo backend's cost per request, through edge-proxy, the way issue 19 measured it: the backend
 # process's CPU (utime + stime from /proc) divided by the requests served, per endpoint, for a user
 # with no todos and for a user with TODOS todos, on SQLite and on PostgreSQL; then the mixed workload
-# (70 % GET /todos?limit=20, 20 % POST /todos, 10 % GET /me, one user) at 16 and 64 connections with
+# (70 % GET /todos?limit=20&count=true, 20 % POST /todos, 10 % GET /me, one user) at 16 and 64 connections with
 # throughput, average, p95 and p99. Endpoint runs are interleaved (ROUNDS rounds) and medians reported.
 # Everything listens on loopback; load is bounded by DURATION. PostgreSQL runs when DATABASE_URL is set
 # (a database of its own, dropped at the end).
@@ -69,7 +69,7 @@ run_db() { # sqlite|postgres
   lua_common "$full" > "$work/full.lua"
   { lua_common "$(login "writer-$tag@example.com")"
     echo 'wrk.method = "POST"'
-    echo 'wrk.body = "{\"title\":\"a todo to measure\",\"due_date\":\"2026-12-24\"}"'; } > "$work/create.lua"
+    echo 'wrk.body = "{\"title\":\"a todo to measure\",\"due_on\":\"2026-12-24\"}"'; } > "$work/create.lua"
   # The full user's todos, through the API: wrk stops sending after TODOS answers (its main thread
   # still sleeps out -d, so it is stopped once the count is reached).
   { lua_common "$full"
@@ -79,7 +79,7 @@ run_db() { # sqlite|postgres
     echo "response = function() n = n + 1; if n >= $TODOS then wrk.thread:stop() end end"; } > "$work/seed.lua"
   echo "$db: seeding $TODOS todos for one user" >&2
   wrk -t1 -c16 -d600s -s "$work/seed.lua" "http://127.0.0.1:$P/todos" >/dev/null & local seeder=$!
-  until [ "$(curl -fs "http://127.0.0.1:$P/todos?limit=1" -H "authorization: Bearer $full" |
+  until [ "$(curl -fs "http://127.0.0.1:$P/todos?limit=1&count=true" -H "authorization: Bearer $full" |
              python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')" -ge "$TODOS" ]; do
     kill -0 "$seeder" 2>/dev/null || { echo "seeding stopped early" >&2; exit 1; }
     sleep 0.5
@@ -89,8 +89,8 @@ run_db() { # sqlite|postgres
   for r in $(seq 1 "$ROUNDS"); do
     echo "$db: round $r/$ROUNDS" >&2
     measure "$db:GET-/me" "$DURATION" "$CONNECTIONS" "$work/empty.lua" /me
-    measure "$db:list-20,0-todos" "$DURATION" "$CONNECTIONS" "$work/empty.lua" "/todos?limit=20"
-    measure "$db:list-20,$TODOS-todos" "$DURATION" "$CONNECTIONS" "$work/full.lua" "/todos?limit=20"
+    measure "$db:list-20,0-todos" "$DURATION" "$CONNECTIONS" "$work/empty.lua" "/todos?limit=20&count=true"
+    measure "$db:list-20,$TODOS-todos" "$DURATION" "$CONNECTIONS" "$work/full.lua" "/todos?limit=20&count=true"
     measure "$db:POST-/todos" "$DURATION" "$CONNECTIONS" "$work/create.lua" /todos
   done
 
@@ -100,7 +100,7 @@ run_db() { # sqlite|postgres
 local list, me, create
 -- Formatted in init: wrk sets the Host header only after the script is loaded.
 init = function(args)
-  list = wrk.format("GET", "/todos?limit=20")
+  list = wrk.format("GET", "/todos?limit=20&count=true")
   me = wrk.format("GET", "/me")
   create = wrk.format("POST", "/todos", nil, '{"title":"mixed workload todo"}')
   math.randomseed(19)

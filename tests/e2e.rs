@@ -298,7 +298,7 @@ async fn journey(c: &reqwest::Client, p: &Proxy, other: &Proxy, backend_port: u1
         "POST",
         format!("{}/todos", p.base),
         Some(&token),
-        Some(json!({"title": "plant tulips", "category_id": sub["id"], "due_date": "2026-12-01"})),
+        Some(json!({"title": "plant tulips", "category_id": sub["id"], "due_on": "2026-12-01"})),
     )
     .await;
     assert_eq!(s, 201, "{todo}");
@@ -307,7 +307,7 @@ async fn journey(c: &reqwest::Client, p: &Proxy, other: &Proxy, backend_port: u1
         c,
         "GET",
         format!(
-            "{}/todos?category_id={}",
+            "{}/todos?category_id={}&count=true",
             p.base,
             sub["id"].as_str().unwrap()
         ),
@@ -316,6 +316,37 @@ async fn journey(c: &reqwest::Client, p: &Proxy, other: &Proxy, backend_port: u1
     )
     .await;
     assert_eq!((s, list["total"].as_i64()), (200, Some(1)));
+    // The shipped profile's deprecated version, negotiated by the proxy and served by the backend's
+    // version changes: the old field name, a total by default, and the deprecation headers.
+    let old = c
+        .get(&todo_url)
+        .bearer_auth(&token)
+        .header("accept", "application/json; version=2025-01-24")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 200);
+    let h = old.headers();
+    assert_eq!(h["api-version"], "2025-01-24");
+    assert!(h["deprecation"].to_str().unwrap().starts_with('@'));
+    assert!(h.contains_key("sunset") && h.contains_key("link"));
+    let old: Value = old.json().await.unwrap();
+    assert_eq!(
+        (old.get("due_on"), &old["due_date"]),
+        (None, &json!("2026-12-01"))
+    );
+    let r = c
+        .get(format!("{}/todos", p.base))
+        .bearer_auth(&token)
+        .header("api-version", "2024-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "an unknown version never reaches the backend"
+    );
     let (s, patched) = call(
         c,
         "PATCH",

@@ -178,9 +178,9 @@ pub struct Todo {
     pub description: String,
     pub completed: bool,
     pub category_id: Option<Uuid>,
-    /// Calendar date, `YYYY-MM-DD`.
+    /// Calendar date, `YYYY-MM-DD` (`due_date` before API version 2026-12-01).
     #[schema(value_type = Option<String>, format = Date)]
-    #[serde(with = "iso_date::option")]
+    #[serde(rename = "due_on", with = "iso_date::option")]
     pub due_date: Option<Date>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -222,6 +222,8 @@ impl TodoPatch {
 pub enum TodoSort {
     #[default]
     CreatedAt,
+    /// By due date (`due_date` before API version 2026-12-01).
+    #[serde(rename = "due_on")]
     DueDate,
     Title,
 }

@@ -44,6 +44,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// `Api-Version` names no version this backend serves (or names several).
+    #[error("unsupported API version")]
+    UnsupportedApiVersion,
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -72,7 +75,9 @@ pub struct ErrorDetail {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::BadRequest(_) | Self::UnsupportedApiVersion => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -95,6 +100,7 @@ impl ApiError {
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedApiVersion => "unsupported_api_version",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -118,6 +124,12 @@ impl ApiError {
             Self::NotFound => "not found".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
             Self::UnsupportedMediaType => "expected Content-Type: application/json".into(),
+            Self::UnsupportedApiVersion => format!(
+                "Api-Version must be one of {}",
+                crate::versions::ApiVersion::ALL
+                    .map(|v| v.as_str())
+                    .join(", ")
+            ),
             Self::Unavailable => "service unavailable, try again later".into(),
             Self::Internal(_) => "internal error".into(),
         }
@@ -285,6 +297,11 @@ mod tests {
                 ApiError::UnsupportedMediaType,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
+            ),
+            (
+                ApiError::UnsupportedApiVersion,
+                StatusCode::BAD_REQUEST,
+                "unsupported_api_version",
             ),
             (
                 ApiError::Unavailable,

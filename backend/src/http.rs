@@ -15,6 +15,7 @@ use utoipa::OpenApi;
 
 use self::openapi::EdgeContract;
 use crate::error::ApiError;
+use crate::versions::{self, ApiVersion};
 use crate::AppState;
 
 pub mod categories;
@@ -79,8 +80,22 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 )]
 pub struct ApiDoc;
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocQuery {
+    version: Option<String>,
+}
+
+/// The OpenAPI document of `?version=<v>`, else of the request's API version.
+async fn openapi(
+    axum::Extension(negotiated): axum::Extension<ApiVersion>,
+    AppQuery(q): AppQuery<DocQuery>,
+) -> Result<Json<&'static serde_json::Value>, ApiError> {
+    let version = match q.version.as_deref() {
+        None => negotiated,
+        Some(v) => ApiVersion::parse(v).ok_or(ApiError::UnsupportedApiVersion)?,
+    };
+    Ok(Json(versions::document(version)))
 }
 
 async fn not_found() -> ApiError {
@@ -117,6 +132,12 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
         .route_layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,
+        ))
+        // Around the handler and its metrics: an older version's request is upgraded before the
+        // handler sees it and the answer taken back after (`versions.rs`).
+        .route_layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            versions::negotiate,
         ))
         .with_state(state);
 

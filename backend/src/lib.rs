@@ -28,6 +28,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod store;
+pub mod versions;
 
 pub use config::Config;
 

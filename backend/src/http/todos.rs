@@ -71,8 +71,8 @@ pub struct ListParams {
     #[param(max_length = 4096, pattern = r"^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
     /// Whether the answer carries `total`, the number of matching todos over all pages. Default
-    /// `true` in this release; pass `false` when you do not need it (a filter by category or due
-    /// date makes the count cost in proportion to the matching todos).
+    /// `false` (a filter by category or due date makes the count cost in proportion to the
+    /// matching todos).
     count: Option<bool>,
     /// Deprecated: use `cursor`. Todos to skip, 0 to 4294967295 (utoipa would call a `u32` an
     /// `int32`); not together with `cursor`. An offset read costs in proportion to the offset.
@@ -96,7 +96,7 @@ pub struct TodoPage {
     /// The `cursor` of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
-    /// The number of todos matching the filters over all pages; absent with `count=false`.
+    /// The number of todos matching the filters over all pages; only with `count=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<i64>,
     /// Deprecated: the `offset` the request gave; absent when it gave none.
@@ -179,7 +179,7 @@ pub async fn list(
         order,
         limit,
         start,
-        count: p.count.unwrap_or(true),
+        count: p.count.unwrap_or(false),
     };
     let page = state.store.list_todos(id.user_id, &filter).await?;
     Ok(Json(TodoPage {
@@ -210,7 +210,7 @@ pub struct CreateTodo {
     #[serde(default)]
     category_id: Option<Uuid>,
     /// `YYYY-MM-DD`
-    #[serde(default)]
+    #[serde(default, rename = "due_on")]
     #[schema(format = Date)]
     due_date: Option<String>,
 }
@@ -233,7 +233,7 @@ pub async fn create(
     let due_date = req
         .due_date
         .as_deref()
-        .and_then(|d| parse_date("due_date", d, &mut problems));
+        .and_then(|d| parse_date("due_on", d, &mut problems));
     let (Some(title), Some(description), true) = (title, description, problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
@@ -293,7 +293,7 @@ pub struct PatchTodo {
     #[schema(value_type = Option<Uuid>)]
     category_id: Option<Option<Uuid>>,
     /// `YYYY-MM-DD`; `null` clears it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, rename = "due_on", deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = Date)]
     due_date: Option<Option<String>>,
 }
@@ -336,7 +336,7 @@ pub async fn patch(
         None => {}
     }
     match req.due_date {
-        Some(Some(d)) => patch.due_date = parse_date("due_date", &d, &mut problems).map(Some),
+        Some(Some(d)) => patch.due_date = parse_date("due_on", &d, &mut problems).map(Some),
         Some(None) => patch.due_date = Some(None),
         None => {}
     }

@@ -248,20 +248,39 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, _, body) = self.call_in(None, user, method, path, body).await;
+        (status, body)
+    }
+
+    /// Like `call`, in API version `version` (the `Api-Version` the proxy would send), with the
+    /// answer's headers.
+    pub async fn call_in(
+        &self,
+        version: Option<&str>,
+        user: &User,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let path_only = path.split('?').next().unwrap();
         let mut req = self
             .client
             .request(method.parse().unwrap(), self.url(path))
             .header("x-user-id", &user.id)
             .header("x-identity-assertion", assertion(user, method, path_only));
+        if let Some(v) = version {
+            req = req.header("api-version", v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         (
             status,
+            headers,
             if text.is_empty() {
                 Value::Null
             } else {

@@ -10,3 +10,4 @@ mod paging;
 mod store_contract;
 mod todos;
 mod users;
+mod versions;

@@ -15,14 +15,14 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
             &alice,
             "POST",
             "/todos",
-            Some(json!({"title": " write tests ", "due_date": "2026-12-24"})),
+            Some(json!({"title": " write tests ", "due_on": "2026-12-24"})),
         )
         .await;
     assert_eq!(s, 201, "{t}");
     assert_eq!(
         (
             t["title"].as_str(),
-            t["due_date"].as_str(),
+            t["due_on"].as_str(),
             t["completed"].as_bool()
         ),
         (Some("write tests"), Some("2026-12-24"), Some(false))
@@ -39,14 +39,14 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
     assert_eq!(s, 201);
 
     let (s, page) = app
-        .call(&alice, "GET", "/todos?completed=false", None)
+        .call(&alice, "GET", "/todos?completed=false&count=true", None)
         .await;
     assert_eq!((s, page["total"].as_i64()), (200, Some(1)));
     let (_, page) = app
         .call(
             &alice,
             "GET",
-            "/todos?limit=1&offset=1&sort=title&order=desc",
+            "/todos?limit=1&offset=1&sort=title&order=desc&count=true",
             None,
         )
         .await;
@@ -72,7 +72,7 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
     assert_eq!(s, 404);
     let (s, _) = app.call(&bob, "DELETE", &path, None).await;
     assert_eq!(s, 404);
-    let (_, page) = app.call(&bob, "GET", "/todos", None).await;
+    let (_, page) = app.call(&bob, "GET", "/todos?count=true", None).await;
     assert_eq!(page["total"], 0);
 
     let (s, t) = app
@@ -80,11 +80,11 @@ async fn a_user_manages_todos_and_sees_only_their_own() {
             &alice,
             "PATCH",
             &path,
-            Some(json!({"completed": true, "due_date": null})),
+            Some(json!({"completed": true, "due_on": null})),
         )
         .await;
     assert_eq!(
-        (s, t["completed"].as_bool(), t["due_date"].is_null()),
+        (s, t["completed"].as_bool(), t["due_on"].is_null()),
         (200, Some(true), true)
     );
     let (s, _) = app.call(&alice, "DELETE", &path, None).await;
@@ -104,7 +104,7 @@ async fn lists_page_by_cursor_and_count_only_when_asked() {
         assert_eq!(s, 201);
     }
     let mut titles = Vec::new();
-    let mut path = "/todos?sort=title&limit=2".to_owned();
+    let mut path = "/todos?sort=title&limit=2&count=true".to_owned();
     let mut pages = 0;
     loop {
         let (s, page) = app.call(&alice, "GET", &path, None).await;
@@ -122,7 +122,7 @@ async fn lists_page_by_cursor_and_count_only_when_asked() {
                 .map(|t| t["title"].clone()),
         );
         match page["next"].as_str() {
-            Some(next) => path = format!("/todos?sort=title&limit=2&cursor={next}"),
+            Some(next) => path = format!("/todos?sort=title&limit=2&count=true&cursor={next}"),
             None => break,
         }
     }
@@ -165,7 +165,7 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
     let u = app.new_user("frank@example.com").await;
     for (body, field) in [
         (json!({"title": ""}), "title"),
-        (json!({"title": "x", "due_date": "tomorrow"}), "due_date"),
+        (json!({"title": "x", "due_on": "tomorrow"}), "due_on"),
         (json!({"title": "x".repeat(201)}), "title"),
         // The documented maxLength counts the title as sent, spaces included.
         (json!({"title": format!("{} ", "x".repeat(200))}), "title"),
@@ -226,7 +226,7 @@ async fn invalid_todo_input_gets_422_naming_the_field() {
                 &u,
                 "PATCH",
                 &path,
-                Some(json!({field: null, "due_date": null})),
+                Some(json!({field: null, "due_on": null})),
             )
             .await;
         assert_error(s, &b, 422, "validation_failed");
