@@ -258,11 +258,10 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let version = ctx.version().map_or(&[][..], |v| &v.answer_headers);
         headers::rewrite_response(
             resp,
             &self.security_headers,
-            version,
+            ctx.version_answer(),
             &ctx.cors,
             &ctx.request_id,
         )

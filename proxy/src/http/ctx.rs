@@ -101,6 +101,17 @@ impl RequestCtx {
         r.versioning.as_ref()?.versions.get(i)
     }
 
+    /// The resolved version's answer headers and the scheme's `Vary` (proxied answers).
+    pub(crate) fn version_answer(
+        &self,
+    ) -> Option<(&[(http::HeaderName, http::HeaderValue)], &http::HeaderValue)> {
+        let (Handler::Route(r), Some(i)) = (&self.handler, self.api_version) else {
+            return None;
+        };
+        let scheme = r.versioning.as_ref()?;
+        Some((&scheme.versions.get(i)?.answer_headers, &scheme.vary))
+    }
+
     /// The version header the upstream gets: the scheme's header name and the resolved version.
     pub(crate) fn version_header(&self) -> Option<(&http::HeaderName, &http::HeaderValue)> {
         let (Handler::Route(r), Some(i)) = (&self.handler, self.api_version) else {

@@ -110,7 +110,7 @@ fn path_and_query(req: &RequestHeader) -> &[u8] {
 pub(crate) fn rewrite_response(
     resp: &mut ResponseHeader,
     security_headers: &[(HeaderName, HeaderValue)],
-    version_headers: &[(HeaderName, HeaderValue)],
+    version: Option<(&[(HeaderName, HeaderValue)], &HeaderValue)>,
     cors: &CorsAnswer,
     request_id: &HeaderValue,
 ) -> pingora::Result<()> {
@@ -122,15 +122,20 @@ pub(crate) fn rewrite_response(
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
     let h = &mut parts.headers;
     h.remove(http::header::SERVER);
-    h.reserve(security_headers.len() + version_headers.len() + cors.headers.len() + 2);
+    let version_headers = version.map_or(&[][..], |(headers, _)| headers);
+    h.reserve(security_headers.len() + version_headers.len() + cors.headers.len() + 3);
     for (name, value) in security_headers {
         if !h.contains_key(name) {
             h.insert(name.clone(), value.clone());
         }
     }
-    // The edge's word on the version and its lifecycle replaces the upstream's.
-    for (name, value) in version_headers {
-        h.insert(name.clone(), value.clone());
+    // The edge's word on the version and its lifecycle replaces the upstream's; the answer varies
+    // with what chose the version (a cache must not serve one version's answer for another).
+    if let Some((headers, vary)) = version {
+        for (name, value) in headers {
+            h.insert(name.clone(), value.clone());
+        }
+        h.append(http::header::VARY, vary.clone());
     }
     if cors.route {
         for name in crate::policy::cors::upstream_cors_headers(h) {
@@ -226,10 +231,10 @@ mod tests {
         }
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.set_reason_phrase(Some("Fine")).unwrap();
-        rewrite_response(&mut resp, &[], &[], &CorsAnswer::default(), &rid).unwrap();
+        rewrite_response(&mut resp, &[], None, &CorsAnswer::default(), &rid).unwrap();
         assert_eq!(resp.get_reason_phrase(), Some("Fine"));
         let mut plain = ResponseHeader::build(404, None).unwrap();
-        rewrite_response(&mut plain, &[], &[], &CorsAnswer::default(), &rid).unwrap();
+        rewrite_response(&mut plain, &[], None, &CorsAnswer::default(), &rid).unwrap();
         assert_eq!(plain.get_reason_phrase(), Some("Not Found"));
     }
 
@@ -259,7 +264,7 @@ mod tests {
         rewrite_response(
             &mut resp,
             &security,
-            &[],
+            None,
             &cors,
             &HeaderValue::from_static("rid"),
         )

@@ -73,6 +73,8 @@ pub struct Versioning {
     pub retired: Vec<String>,
     /// What a 400 for an unknown version lists: the supported versions, oldest first.
     pub supported: Vec<String>,
+    /// `Vary` of every proxied answer: the representation depends on the header and on `Accept`.
+    pub vary: HeaderValue,
 }
 
 impl Versioning {
@@ -304,7 +306,9 @@ impl Versioning {
             })
             .collect::<Option<Vec<_>>>()?;
         let default = supported.iter().position(|v| *v == r.default)?;
+        let vary = HeaderValue::from_str(&format!("{}, accept", header.as_str())).ok()?;
         Some(Self {
+            vary,
             name: name.to_owned(),
             header,
             versions,

@@ -93,6 +93,7 @@ async fn the_header_then_accept_then_the_default_choose_the_version() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "api-version"), Some("2026-12-01"));
     assert_eq!(header(&r, "deprecation"), None, "the current version");
+    assert_eq!(header(&r, "vary"), Some("api-version, accept"));
     assert_eq!(upstream_versions(&up, "api-version"), ["2026-12-01"]);
 
     for sent in [
