@@ -61,11 +61,12 @@ async fn transcript(app: &TestApp, version: &str) -> Value {
     let mut norm = Normaliser {
         ids: HashMap::new(),
     };
+    let account = json!({"email": "golden@example.com", "password": "correct horse battery"}); // pragma: allowlist secret (test account)
     let r = app
         .client
         .post(app.url("/auth/register"))
         .header("api-version", version)
-        .json(&json!({"email": "golden@example.com", "password": "correct horse battery"}))
+        .json(&account)
         .send()
         .await
         .unwrap();
