@@ -19,6 +19,7 @@ use crate::versions::{self, ApiVersion};
 use crate::AppState;
 
 pub mod categories;
+pub mod conditional;
 pub mod openapi;
 pub mod todos;
 pub mod users;

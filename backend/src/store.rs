@@ -78,6 +78,16 @@ impl AcquireStats {
     }
 }
 
+/// Versions in the user's row, each bumped in the same transaction as every write that changes what
+/// some GET answers (DESIGN.md 7.2): so an `ETag` built from them is right on every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataVersions {
+    /// Todos: every todo write, and a category delete (its todos become uncategorised).
+    pub todos: i64,
+    /// The category tree: every category write.
+    pub tree: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
@@ -87,6 +97,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, email: &Email, password_hash: &str) -> Result<User, StoreError>;
     async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn user_credentials(&self, email: &Email) -> Result<Option<UserCredentials>, StoreError>;
+    /// The versions of what a user's GETs answer (`None`: no such user), for `ETag`s: one indexed
+    /// read, so a `304` costs no list.
+    async fn data_versions(&self, owner: Uuid) -> Result<Option<DataVersions>, StoreError>;
 
     async fn create_todo(&self, owner: Uuid, todo: &NewTodo) -> Result<Todo, StoreError>;
     async fn todo(&self, owner: Uuid, id: Uuid) -> Result<Option<Todo>, StoreError>;

@@ -10,21 +10,31 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::conditional::{version, Cached, Conditional};
 use super::{double_option, AppJson, AppPath};
 use crate::domain::{category_tree, Category, CategoryName, CategoryNode};
 use crate::error::{ApiError, ErrorBody};
 use crate::identity::Identity;
 use crate::AppState;
 
-#[utoipa::path(get, path = "/categories",
-    responses((status = 200, body = Vec<CategoryNode>)))]
+#[utoipa::path(get, path = "/categories", params(super::openapi::IfNoneMatchParam),
+    responses((status = 200, body = Vec<CategoryNode>, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`")))]
 pub async fn list(
     State(state): State<AppState>,
     id: Identity,
-) -> Result<Json<Vec<CategoryNode>>, ApiError> {
-    Ok(Json(category_tree(
-        state.store.categories(id.user_id).await?,
-    )))
+    cond: Conditional,
+) -> Result<Cached<Vec<CategoryNode>>, ApiError> {
+    let versions = state
+        .store
+        .data_versions(id.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let tag = cond.tag("categories", id.user_id, &version(versions.tree));
+    cond.answer(tag, async {
+        Ok(category_tree(state.store.categories(id.user_id).await?))
+    })
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -27,6 +27,16 @@ const PUBLIC: &[(&str, &str)] = &[("/auth/register", "post")];
 /// with `#[schema(min_properties = 1)]`: utoipa-gen 5.5.0 renders that as `maxProperties`.
 const AT_LEAST_ONE_FIELD: &[&str] = &["PatchTodo", "PatchCategory"];
 
+/// `If-None-Match` of the conditional GETs (`http/conditional.rs`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatchParam {
+    /// The `ETag` of an earlier answer of this request (or `*`): `304` while it is current.
+    #[param(rename = "If-None-Match")]
+    #[allow(dead_code)]
+    if_none_match: Option<String>,
+}
+
 /// Adds the contract every operation shares (see the module docs).
 pub struct EdgeContract;
 

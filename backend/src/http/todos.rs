@@ -9,6 +9,7 @@ use time::Date;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::conditional::{version, Cached, Conditional};
 use super::{double_option, AppJson, AppPath, AppQuery};
 use crate::domain::{
     CategoryFilter, Cursor, NewTodo, PageStart, SortOrder, Todo, TodoDescription, TodoFilter,
@@ -105,13 +106,16 @@ pub struct TodoPage {
     pub offset: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/todos", params(ListParams),
-    responses((status = 200, body = TodoPage), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/todos", params(ListParams, super::openapi::IfNoneMatchParam),
+    responses((status = 200, body = TodoPage, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`"),
+        (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     id: Identity,
+    cond: Conditional,
     AppQuery(p): AppQuery<ListParams>,
-) -> Result<Json<TodoPage>, ApiError> {
+) -> Result<Cached<TodoPage>, ApiError> {
     let mut problems = Vec::new();
     let category = match p.category_id.as_deref() {
         None => None,
@@ -181,14 +185,23 @@ pub async fn list(
         start,
         count: p.count.unwrap_or(false),
     };
-    let page = state.store.list_todos(id.user_id, &filter).await?;
-    Ok(Json(TodoPage {
-        items: page.items,
-        limit: filter.limit,
-        next: page.next.map(|c| c.encode()),
-        total: page.total,
-        offset,
-    }))
+    let versions = state
+        .store
+        .data_versions(id.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let tag = cond.tag("todos", id.user_id, &version(versions.todos));
+    cond.answer(tag, async {
+        let page = state.store.list_todos(id.user_id, &filter).await?;
+        Ok(TodoPage {
+            items: page.items,
+            limit: filter.limit,
+            next: page.next.map(|c| c.encode()),
+            total: page.total,
+            offset,
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -258,19 +271,33 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(todo)))
 }
 
-#[utoipa::path(get, path = "/todos/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Todo), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/todos/{id}", params(("id" = Uuid, Path), super::openapi::IfNoneMatchParam),
+    responses((status = 200, body = Todo, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`"),
+        (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Identity,
+    cond: Conditional,
     AppPath(todo_id): AppPath<Uuid>,
-) -> Result<Json<Todo>, ApiError> {
-    let todo = state
+) -> Result<Cached<Todo>, ApiError> {
+    let versions = state
         .store
-        .todo(id.user_id, todo_id)
+        .data_versions(id.user_id)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(todo))
+        .ok_or(ApiError::Unauthenticated)?;
+    // The path is part of the tag: each todo has its own.
+    let mut at = version(versions.todos).to_vec();
+    at.extend_from_slice(todo_id.as_bytes());
+    let tag = cond.tag("todo", id.user_id, &at);
+    cond.answer(tag, async {
+        state
+            .store
+            .todo(id.user_id, todo_id)
+            .await?
+            .ok_or(ApiError::NotFound)
+    })
+    .await
 }
 
 /// At least one field (`minProperties`, set in `openapi.rs`); absent fields are left as they are.

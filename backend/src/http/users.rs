@@ -6,6 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::conditional::{Cached, Conditional};
 use super::AppJson;
 use crate::domain::{Email, Password, User};
 use crate::error::{ApiError, ErrorBody, FieldError};
@@ -70,16 +71,24 @@ fn field(name: &str, message: &str) -> FieldError {
     }
 }
 
-#[utoipa::path(get, path = "/me",
-    responses((status = 200, body = User)))]
-pub async fn me(State(state): State<AppState>, id: Identity) -> Result<Json<User>, ApiError> {
+#[utoipa::path(get, path = "/me", params(super::openapi::IfNoneMatchParam),
+    responses((status = 200, body = User, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`")))]
+pub async fn me(
+    State(state): State<AppState>,
+    id: Identity,
+    cond: Conditional,
+) -> Result<Cached<User>, ApiError> {
     // A valid assertion for a user that no longer exists is treated as unauthenticated.
     let user = state
         .store
         .user(id.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    Ok(Json(user))
+    // The account has no version of its own (nothing changes it yet): the tag is of its content.
+    let content = serde_json::to_vec(&user).map_err(|e| ApiError::Internal(e.into()))?;
+    let tag = cond.tag("me", id.user_id, &content);
+    cond.answer(tag, async { Ok(user) }).await
 }
 
 #[derive(Deserialize, ToSchema)]

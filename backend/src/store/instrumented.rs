@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use prometheus::HistogramVec;
 use uuid::Uuid;
 
-use super::{PoolStats, Store, StoreError};
+use super::{DataVersions, PoolStats, Store, StoreError};
 use crate::domain::{
     Category, CategoryName, Email, NewTodo, Page, Todo, TodoFilter, TodoPatch, User,
     UserCredentials,
@@ -39,6 +39,9 @@ macro_rules! timed {
 
 #[async_trait]
 impl Store for InstrumentedStore {
+    async fn data_versions(&self, owner: Uuid) -> Result<Option<DataVersions>, StoreError> {
+        timed!(self, "data_versions", self.inner.data_versions(owner))
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         timed!(self, "ping", self.inner.ping())
     }

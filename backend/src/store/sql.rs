@@ -179,7 +179,7 @@ macro_rules! impl_sql_store {
                 map_constraint, to_micros, CategoryRow, TodoRow, UserRow,
                 CATEGORY_COLUMNS, TODO_COLUMNS, USER_COLUMNS,
             };
-            use super::super::{PoolStats, Store, StoreError};
+            use super::super::{DataVersions, PoolStats, Store, StoreError};
             use crate::domain::{
                 Category, CategoryFilter, CategoryName, Cursor, Email, NewTodo, Page, PageStart,
                 SortKey, SortOrder, Todo, TodoFilter, TodoPatch, TodoSort, User,
@@ -227,12 +227,17 @@ macro_rules! impl_sql_store {
 
             /// Takes the owner's row lock for the rest of the transaction and bumps the version of
             /// their category tree: tree changes of one user run one at a time, so two concurrent
-            /// moves (A under B, B under A) cannot both pass the cycle check.
-            async fn lock_tree(tx: &mut Tx<'_>, owner: Uuid) -> Result<(), StoreError> {
-                sqlx::query("UPDATE users SET tree_version = tree_version + 1 WHERE id = $1")
-                    .bind(owner)
-                    .execute(&mut **tx)
-                    .await?;
+            /// moves (A under B, B under A) cannot both pass the cycle check. `todos_change` also
+            /// bumps the todos' version (a delete uncategorises todos).
+            async fn lock_tree(tx: &mut Tx<'_>, owner: Uuid, todos_change: bool) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE users SET tree_version = tree_version + 1, \
+                     data_version = data_version + $1 WHERE id = $2",
+                )
+                .bind(i64::from(todos_change))
+                .bind(owner)
+                .execute(&mut **tx)
+                .await?;
                 Ok(())
             }
 
@@ -504,6 +509,16 @@ macro_rules! impl_sql_store {
                     Ok(row.map(UserRow::into_credentials))
                 }
 
+                async fn data_versions(&self, owner: Uuid) -> Result<Option<DataVersions>, StoreError> {
+                    let row: Option<(i64, i64)> = sqlx::query_as(
+                        "SELECT data_version, tree_version FROM users WHERE id = $1",
+                    )
+                    .bind(owner)
+                    .fetch_optional(&mut *self.conn().await?)
+                    .await?;
+                    Ok(row.map(|(todos, tree)| DataVersions { todos, tree }))
+                }
+
                 async fn create_todo(&self, owner: Uuid, t: &NewTodo) -> Result<Todo, StoreError> {
                     let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -693,7 +708,7 @@ macro_rules! impl_sql_store {
                 ) -> Result<Category, StoreError> {
                     let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    lock_tree(&mut tx, owner).await?;
+                    lock_tree(&mut tx, owner, false).await?;
                     if let Some(p) = parent {
                         if !category_owned(&mut tx, owner, p).await? {
                             return Err(StoreError::InvalidReference);
@@ -734,7 +749,7 @@ macro_rules! impl_sql_store {
                 ) -> Result<Option<Category>, StoreError> {
                     let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    lock_tree(&mut tx, owner).await?;
+                    lock_tree(&mut tx, owner, false).await?;
                     let current: Option<CategoryRow> = sqlx::query_as(&format!(
                         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1 AND user_id = $2"
                     ))
@@ -794,7 +809,7 @@ macro_rules! impl_sql_store {
                 async fn delete_category(&self, owner: Uuid, id: Uuid) -> Result<bool, StoreError> {
                     let mut conn = self.write_conn().await?;
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    lock_tree(&mut tx, owner).await?;
+                    lock_tree(&mut tx, owner, true).await?;
                     let children: i64 = sqlx::query_scalar(
                         "SELECT COUNT(*) FROM categories WHERE parent_id = $1 AND user_id = $2",
                     )
