@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+pub mod cache;
 pub mod config;
 pub mod credentials;
 pub mod domain;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub verifier: Arc<identity::AssertionVerifier>,
     pub passwords: Arc<credentials::Passwords>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Category trees by user and tree version (`cache.rs`).
+    pub trees: Arc<cache::TreeCache>,
 }
 
 /// How long `/health/ready` waits for the database before reporting not ready.
@@ -115,6 +118,7 @@ impl Application {
             store,
             verifier: Arc::new(identity::AssertionVerifier::new(&config.identity)),
             passwords,
+            trees: Arc::new(metrics.tree_cache()),
             metrics,
         };
         let listener = TcpListener::bind(config.listen)

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub users_registered: IntCounter,
     pub todos_created: IntCounter,
     pub todos_completed: IntCounter,
+    cache_requests: IntCounterVec,
 }
 
 const HTTP_REQUESTS: Spec = Spec::new(
@@ -69,6 +70,11 @@ const USERS_REGISTERED: Spec = Spec::new(
     &[],
 );
 const TODOS_CREATED: Spec = Spec::new("todo_backend_todos_created_total", "Todos created", &[]);
+const CACHE_REQUESTS: Spec = Spec::new(
+    "todo_backend_cache_requests_total",
+    "In-process cache lookups by cache and result (hit, miss)",
+    &["cache", "result"],
+);
 const TODOS_COMPLETED: Spec = Spec::new(
     "todo_backend_todos_completed_total",
     "Todos marked completed",
@@ -89,8 +95,15 @@ impl Metrics {
             users_registered: m.counter(&USERS_REGISTERED)?,
             todos_created: m.counter(&TODOS_CREATED)?,
             todos_completed: m.counter(&TODOS_COMPLETED)?,
+            cache_requests: m.counter_vec(&CACHE_REQUESTS)?,
             set: m,
         }))
+    }
+
+    /// The category-tree cache, counting into `todo_backend_cache_requests_total`.
+    pub fn tree_cache(&self) -> crate::cache::TreeCache {
+        let count = |r: &str| self.cache_requests.with_label_values(&["category_tree", r]);
+        crate::cache::TreeCache::new(count("hit"), count("miss"))
     }
 
     /// The text exposition, with pool gauges refreshed from `store` first.

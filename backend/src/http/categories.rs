@@ -24,7 +24,7 @@ pub async fn list(
     State(state): State<AppState>,
     id: Identity,
     cond: Conditional,
-) -> Result<Cached<Vec<CategoryNode>>, ApiError> {
+) -> Result<Cached<std::sync::Arc<Vec<CategoryNode>>>, ApiError> {
     let versions = state
         .store
         .data_versions(id.user_id)
@@ -32,7 +32,15 @@ pub async fn list(
         .ok_or(ApiError::Unauthenticated)?;
     let tag = cond.tag("categories", id.user_id, &version(versions.tree));
     cond.answer(tag, async {
-        Ok(category_tree(state.store.categories(id.user_id).await?))
+        let load = async {
+            let flat = state.store.categories(id.user_id).await?;
+            Ok(category_tree(flat))
+        };
+        let tree = state
+            .trees
+            .get_or_load(id.user_id, versions.tree, load)
+            .await?;
+        Ok(tree)
     })
     .await
 }

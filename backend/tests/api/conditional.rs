@@ -48,13 +48,27 @@ async fn every_cacheable_get_is_tagged_and_the_current_tag_gets_304() {
         .call(&u, "POST", "/todos", Some(json!({"title": "t"})))
         .await;
     let one = format!("/todos/{}", todo["id"].as_str().unwrap());
-    for path in ["/todos", "/todos?limit=1&count=true", &one, "/categories", "/me"] {
+    for path in [
+        "/todos",
+        "/todos?limit=1&count=true",
+        &one,
+        "/categories",
+        "/me",
+    ] {
         let (s, etag, cc, _) = get(&app, &u, path, None).await;
         assert_eq!(s, 200, "{path}");
         let etag = etag.unwrap_or_else(|| panic!("{path}: no ETag"));
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "a strong tag: {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "a strong tag: {etag}"
+        );
         assert_eq!(cc.as_deref(), Some("private, no-cache"), "{path}");
-        for matching in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".into()] {
+        for matching in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"other\", {etag}"),
+            "*".into(),
+        ] {
             let (s, again, cc, body) = get(&app, &u, path, Some(&matching)).await;
             assert_eq!((s, body.as_str()), (304, ""), "{path} {matching}");
             assert_eq!(again.as_ref(), Some(&etag), "a 304 repeats the tag");
@@ -64,9 +78,15 @@ async fn every_cacheable_get_is_tagged_and_the_current_tag_gets_304() {
         assert_eq!(s, 200, "{path}: another tag gets the answer");
     }
     // Another query, another user and another API version each have their own tag.
-    assert_ne!(tag(&app, &u, "/todos").await, tag(&app, &u, "/todos?limit=1").await);
+    assert_ne!(
+        tag(&app, &u, "/todos").await,
+        tag(&app, &u, "/todos?limit=1").await
+    );
     let v = app.new_user("other@example.com").await;
-    assert_ne!(tag(&app, &u, "/categories").await, tag(&app, &v, "/categories").await);
+    assert_ne!(
+        tag(&app, &u, "/categories").await,
+        tag(&app, &v, "/categories").await
+    );
     let (_, old, _) = app
         .call_in(Some("2025-01-24"), &u, "GET", "/todos", None)
         .await;
@@ -103,18 +123,53 @@ async fn each_write_changes_the_tags_of_what_it_changes_and_a_refused_one_none()
         .await;
     let cat = format!("/categories/{}", cat["id"].as_str().unwrap());
     let (_, t) = app
-        .call(&u, "POST", "/todos", Some(json!({"title": "t", "category_id": cat[12..]})))
+        .call(
+            &u,
+            "POST",
+            "/todos",
+            Some(json!({"title": "t", "category_id": cat[12..]})),
+        )
         .await;
     let one = format!("/todos/{}", t["id"].as_str().unwrap());
     let mut before = tags(&app, &u, &one).await;
     type Step<'a> = (&'a str, &'a str, Option<Value>, u16, &'a [&'a str]);
     let steps: Vec<Step<'_>> = vec![
-        ("POST", "/todos", Some(json!({"title": "second"})), 201, &["todos", "todo"]),
-        ("PATCH", &one, Some(json!({"completed": true})), 200, &["todos", "todo"]),
+        (
+            "POST",
+            "/todos",
+            Some(json!({"title": "second"})),
+            201,
+            &["todos", "todo"],
+        ),
+        (
+            "PATCH",
+            &one,
+            Some(json!({"completed": true})),
+            200,
+            &["todos", "todo"],
+        ),
         ("PATCH", &one, Some(json!({"due_on": "never"})), 422, &[]),
-        ("POST", "/todos", Some(json!({"title": "x", "category_id": one[7..]})), 409, &[]),
-        ("POST", "/categories", Some(json!({"name": "work"})), 201, &["categories"]),
-        ("PATCH", &cat, Some(json!({"name": "house"})), 200, &["categories"]),
+        (
+            "POST",
+            "/todos",
+            Some(json!({"title": "x", "category_id": one[7..]})),
+            409,
+            &[],
+        ),
+        (
+            "POST",
+            "/categories",
+            Some(json!({"name": "work"})),
+            201,
+            &["categories"],
+        ),
+        (
+            "PATCH",
+            &cat,
+            Some(json!({"name": "house"})),
+            200,
+            &["categories"],
+        ),
         // Deleting a category uncategorises its todos: their answers change too.
         ("DELETE", &cat, None, 204, &["todos", "todo", "categories"]),
         ("DELETE", &one, None, 204, &["todos", "todo"]),
@@ -133,8 +188,13 @@ async fn a_304_costs_one_indexed_read_and_no_list() {
     let app = spawn_app().await;
     let u = app.new_user("cost@example.com").await;
     for i in 0..3 {
-        app.call(&u, "POST", "/todos", Some(json!({ "title": format!("t{i}") })))
-            .await;
+        app.call(
+            &u,
+            "POST",
+            "/todos",
+            Some(json!({ "title": format!("t{i}") })),
+        )
+        .await;
     }
     let etag = tag(&app, &u, "/todos").await;
     let ops = || async {
@@ -167,12 +227,38 @@ async fn replicas_agree(a: TestApp, b: TestApp) {
     let u = a.new_user("replicas@example.com").await;
     let t1 = tag(&a, &u, "/todos").await;
     assert_eq!(t1, tag(&b, &u, "/todos").await, "the same tag everywhere");
-    let (s, _) = b.call(&u, "POST", "/todos", Some(json!({"title": "via b"}))).await;
+    let (s, _) = b
+        .call(&u, "POST", "/todos", Some(json!({"title": "via b"})))
+        .await;
     assert_eq!(s, 201);
     let (s, t2, _, body) = get(&a, &u, "/todos", Some(&t1)).await;
     assert_eq!(s, 200, "replica a sees b's write at once");
     assert!(body.contains("via b"));
     assert_eq!(get(&b, &u, "/todos", t2.as_deref()).await.0, 304);
+    // Replica a's cached category tree is of the old version: b's write makes a miss it.
+    for _ in 0..2 {
+        assert_eq!(get(&a, &u, "/categories", None).await.3, "[]");
+    }
+    let (s, _) = b
+        .call(&u, "POST", "/categories", Some(json!({"name": "via b"})))
+        .await;
+    assert_eq!(s, 201);
+    assert!(get(&a, &u, "/categories", None).await.3.contains("via b"));
+    let metrics = a
+        .client
+        .get(format!("http://{}/metrics", a.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"todo_backend_cache_requests_total{cache="category_tree",result="hit"} 1"#,
+        r#"todo_backend_cache_requests_total{cache="category_tree",result="miss"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 // Test code: a panic (unwrap) is the failure report; helpers are `pub` for sibling modules.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
-mod helpers;
 mod conditional;
+mod helpers;
 mod paging;
 mod store_contract;
 mod todos;
