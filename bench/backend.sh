@@ -21,44 +21,6 @@ cargo build --release -q -p edge-proxy -p todo-backend --bins
 . bench/lib.sh
 results="$work/results"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-clk_tck=$(getconf CLK_TCK)
-
-# wrk scripts: a bearer token, an optional POST body, latency percentiles and the error counts.
-lua_common() { # token
-  cat <<LUA
-wrk.headers["authorization"] = "Bearer $1"
-wrk.headers["content-type"] = "application/json"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.0f %.0f %.0f %.0f %d %d\n", summary.requests, latency.mean,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), e.status,
-    e.connect + e.read + e.write + e.timeout))
-end
-LUA
-}
-
-# measure NAME DURATION CONNECTIONS SCRIPT PATH: one wrk run; appends "NAME requests cpu_us_per_request
-# rps mean_ms p95_ms p99_ms" to the results; a non-2xx answer or a socket error invalidates the run.
-measure() {
-  local name=$1 duration=$2 conns=$3 script=$4 path=$5 before after out line
-  before=$(cpu_ticks "$BPID")
-  out=$(wrk -t1 -c"$conns" -d"$duration" -s "$script" "http://127.0.0.1:$P$path")
-  after=$(cpu_ticks "$BPID")
-  line=$(grep '^RESULT' <<<"$out")
-  read -r _ n mean p50 p95 p99 status errors <<<"$line"
-  if [ "$status" != 0 ] || [ "$errors" != 0 ]; then
-    echo "$name: $status non-2xx answers and $errors socket errors, the run is invalid" >&2; echo "$out" >&2; exit 1
-  fi
-  local rps; rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  python3 - "$name" "$n" "$before" "$after" "$clk_tck" "$rps" "$mean" "$p95" "$p99" >> "$results" <<'PY'
-import sys
-name, n, before, after, tck, rps, mean, p95, p99 = sys.argv[1:]
-cpu_us = (int(after) - int(before)) / int(tck) * 1e6 / int(n)
-print(name, n, f"{cpu_us:.1f}", rps, f"{float(mean)/1000:.2f}", f"{float(p95)/1000:.2f}", f"{float(p99)/1000:.2f}")
-PY
-}
-
 run_db() { # sqlite|postgres
   local db=$1
   start_todo_stack "$db"
@@ -123,7 +85,7 @@ python3 - "$results" "$TODOS" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    name, n, cpu, rps, mean, p95, p99 = line.split()
+    name, n, cpu, rps, mean, _p50, p95, p99 = line.split()
     rows.setdefault(name, []).append((float(cpu), float(rps), float(mean), float(p95), float(p99)))
 med = lambda v, i: statistics.median(x[i] for x in v)
 print(f"{'run':<34}{'backend CPU us/req':>20}{'req/s':>10}{'avg ms':>9}{'p95 ms':>9}{'p99 ms':>9}   (medians)")

@@ -58,3 +58,46 @@ login() {
     -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
+
+# Per-request measurement through the proxy (backend.sh, cache.sh). `results` names the file the rows
+# go to; `BPID` is the process whose CPU is counted, `P` the proxy's port.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+
+# lua_common TOKEN: wrk script lines: a bearer token, JSON bodies, and a done() that prints the
+# request count, latency percentiles and error counts for `measure`.
+lua_common() {
+  cat <<LUA
+wrk.headers["authorization"] = "Bearer $1"
+wrk.headers["content-type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.0f %.0f %.0f %.0f %d %d\n", summary.requests, latency.mean,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+LUA
+}
+
+# measure NAME DURATION CONNECTIONS SCRIPT PATH: one wrk run; appends "NAME requests cpu_us_per_request
+# rps mean_ms p50_ms p95_ms p99_ms" to the results; a 4xx/5xx answer or a socket error invalidates
+# the run.
+measure() {
+  local name=$1 duration=$2 conns=$3 script=$4 path=$5 before after out line
+  before=$(cpu_ticks "$BPID")
+  out=$(wrk -t1 -c"$conns" -d"$duration" -s "$script" "http://127.0.0.1:$P$path")
+  after=$(cpu_ticks "$BPID")
+  line=$(grep '^RESULT' <<<"$out")
+  read -r _ n mean p50 p95 p99 status errors <<<"$line"
+  if [ "$status" != 0 ] || [ "$errors" != 0 ]; then
+    echo "$name: $status non-2xx answers and $errors socket errors, the run is invalid" >&2; echo "$out" >&2; exit 1
+  fi
+  local rps; rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  python3 - "$name" "$n" "$before" "$after" "$clk_tck" "$rps" "$mean" "$p50" "$p95" "$p99" >> "$results" <<'PY'
+import sys
+name, n, before, after, tck, rps, *lat = sys.argv[1:]
+cpu_us = (int(after) - int(before)) / int(tck) * 1e6 / int(n)
+print(name, n, f"{cpu_us:.1f}", rps, *(f"{float(x)/1000:.2f}" for x in lat))
+PY
+}
+

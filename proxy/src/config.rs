@@ -85,6 +85,32 @@ pub struct Config {
     pub request_metrics: bool,
     /// (name, value) pairs added to every answer unless already present.
     pub security_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The edge cache's storage limits (`[cache]`).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub max_memory_bytes: u64,
+    pub max_object_bytes: usize,
+    pub lock_timeout: Duration,
+}
+
+impl CacheSettings {
+    fn from_raw(raw: &crate::raw::RawCache, p: &mut Problems) -> Self {
+        if raw.max_object_bytes == 0 || raw.max_object_bytes > raw.max_memory_bytes {
+            p.push("cache.max_object_bytes: must be between 1 and cache.max_memory_bytes");
+        }
+        if raw.lock_timeout_ms == 0 {
+            p.push("cache.lock_timeout_ms: must be greater than 0");
+        }
+        Self {
+            max_memory_bytes: raw.max_memory_bytes,
+            max_object_bytes: usize::try_from(raw.max_object_bytes).unwrap_or(usize::MAX),
+            lock_timeout: Duration::from_millis(raw.lock_timeout_ms),
+        }
+    }
 }
 
 impl Config {
@@ -158,6 +184,7 @@ impl Config {
         let log_format = p.take(LogFormat::parse(&raw.log.format));
         let security_headers =
             crate::http::respond::security_headers_from_raw(&raw.security_headers, &mut p);
+        let cache = CacheSettings::from_raw(&raw.cache, &mut p);
         p.into_result()?;
         // Every part that can be missing pushed a problem, so this only fails on a bug.
         let assembled = || {
@@ -183,6 +210,7 @@ impl Config {
                 access_log: raw.log.access,
                 security_headers,
                 request_metrics: raw.metrics.enabled,
+                cache,
             })
         };
         assembled().ok_or_else(|| ConfigError::single("invalid configuration"))

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -36,6 +38,7 @@ use crate::tokens::authn::Authenticator;
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 mod admission;
+pub(crate) mod caching;
 mod endpoints;
 
 use self::admission::Admit;
@@ -59,6 +62,8 @@ pub(crate) struct Gateway {
     pub(crate) body_timeouts: BodyTimeouts,
     pub(crate) security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
     pub(crate) clock: SharedClock,
+    /// The edge cache, when any route has `[routes.cache]`.
+    pub(crate) cache: Option<caching::EdgeCache>,
 }
 
 /// Request metrics of everything that is not a route.
@@ -252,12 +257,58 @@ impl ProxyHttp for Gateway {
         )
     }
 
-    async fn response_filter(
+    fn request_cache_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        self.enable_cache(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(
+        &self,
+        _session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<CacheKey> {
+        Self::cache_key(ctx)
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<RespCacheable> {
+        Ok(Self::cacheable(resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        Self::vary(meta, req)
+    }
+
+    /// Stale answers only while revalidating (`stale_while_revalidate_seconds`), never on errors.
+    fn should_serve_stale(
         &self,
         _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none()
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        self.cache_response(session, resp, ctx).await?;
         headers::rewrite_response(
             resp,
             &self.security_headers,

@@ -16,11 +16,12 @@
 //! |---|---|---|
 //! | accept (`http::conn`) | per-IP connection count; head deadline from accept (later heads: from their first byte); an answer pingora's parser writes before any filter (malformed head, `CONNECT`) is replaced by ours (`conn::canned`) | 429 / 408 / 400 / 405 |
 //! | `early_request_filter` | request id (the client's only if it is a UUID), trace context; head complete (stops the deadline; chunked bodies start `conn::chunked`); keep-alive idle and body read timeouts | — |
-//! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → API version (`policy::versioning`: header, `Accept` parameter, default; conflicting / unknown / retired / browned-out refused) → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) | 400 / 401 / 403 / 404 / 405 / 408 / 410 / 413 / 414 / 429 / 431 / 503 |
+//! | `request_filter` (`gateway::admission`) | raw head bytes and head checks (`http::framing`) → client address (`policy::client`, XFF only from `trusted_proxies`) → inbound stripping (`policy::inbound` plan, `http::headers::strip_inbound`) → `TRACE`/`CONNECT` → path check (`policy::routing::check_path`) → own endpoints (`gateway::endpoints`: JWKS when EdDSA; login → `login::flow::LoginFlow::run`; logout / logout-all → `tokens::authn` + `login::logout`) → route match (`RouteTable`) → CORS (`policy::cors::decide_request`; preflights answered here) → route methods → API version (`policy::versioning`: header, `Accept` parameter, default; conflicting / unknown / retired / browned-out refused) → declared body (`http::body::check_declared`) → `tokens::authn::Authenticator` (own or external by `iss`; allowlist or denylist) → edge cache (`gateway::caching`: a read's key with the scope's generation, or a write's invalidation) | 400 / 401 / 403 / 404 / 405 / 408 / 410 / 413 / 414 / 429 / 431 / 503 |
+//! | cache phases (pingora-cache) | on a keyed read: lookup in `http::cache_storage`, the cache lock (one upstream request per key), stale-while-revalidate, revalidation with the stored `ETag`; `response_cache_filter` stores only what `policy::caching::unstorable` allows | — |
 //! | `request_body_filter` | chunk-line violation from the stream; `BodyMeter::feed` (route limit, minimum rate); the meter keeps its `ProxyError` and the error aborts the upstream request | 400 / 408 / 413 |
 //! | `upstream_peer` | the route's pool, or the resolved API version's own (`Arc<Route<Target>>` in the context: pools and metric handles resolved at build time): next healthy peer, connect/read timeouts | 502 |
 //! | `upstream_request_filter` | `tokens::assertion::Asserter::identity` for a caller, then `http::headers::forward`: no `Authorization`; `X-Request-Id`, `X-Forwarded-*`, `traceparent`, `X-User-*`, `X-Identity-Assertion`, exactly one API version header | — |
-//! | `response_filter` | `http::headers::rewrite_response`: no `Server`; security headers; `Api-Version` (and `Deprecation`, `Sunset`, `Link`, built at load); the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
+//! | `response_filter` | on a cached route `Cache-Status` and the result metric, and a write's 2xx renews its scopes' generations; `http::headers::rewrite_response`: no `Server`; security headers; `Api-Version` (and `Deprecation`, `Sunset`, `Link`, built at load); the policy's CORS headers instead of the upstream's, `Vary: Origin`; `X-Request-Id` | — |
 //! | `fail_to_proxy` | the meter's refusal, else `ProxyError::from_pingora` (`http::pingora_error`); written by `http::respond` | 400 / 408 / 413 / 502 / 504 |
 //! | `logging` | request done on the stream; metrics; one access-log line (`obs::access_log`, `AuthOutcome` label) | — |
 //!
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod gateway;
+pub mod generations;
 pub(crate) mod http;
 pub(crate) mod login;
 pub(crate) mod obs;
@@ -86,6 +88,8 @@ impl EdgeProxy {
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub attempts: Arc<dyn AttemptStore>,
+    /// The edge cache's generations (shared by replicas on Redis).
+    pub generations: Arc<dyn generations::GenerationStore>,
 }
 
 impl Stores {
@@ -97,6 +101,7 @@ impl Stores {
             StoreBackend::Memory => Self {
                 sessions: Arc::new(MemorySessionStore::new()),
                 attempts: Arc::new(MemoryAttemptStore::new(config.login.clone())),
+                generations: Arc::new(generations::MemoryGenerations::new()),
             },
             StoreBackend::Redis { url } => {
                 let redis = store::RedisConnector::new(url, config.store.timeout)
@@ -106,7 +111,7 @@ impl Stores {
         })
     }
 
-    /// Both stores on one Redis connection, under `prefix`.
+    /// Every store on one Redis connection, under `prefix`.
     pub fn on_redis(
         redis: Arc<store::RedisConnector>,
         prefix: &str,
@@ -118,10 +123,11 @@ impl Stores {
                 prefix,
             )),
             attempts: Arc::new(RedisAttemptStore::with_connector(
-                redis,
+                Arc::clone(&redis),
                 prefix,
                 policy.clone(),
             )),
+            generations: Arc::new(generations::RedisGenerations::with_connector(redis, prefix)),
         }
     }
 }
@@ -254,11 +260,20 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
                     parts.metrics.for_versions(&r.name, &v.labels()),
                 ),
             };
+            let stores = r
+                .cache
+                .as_ref()
+                .is_some_and(policy::caching::RouteCache::stores);
             Ok(r.clone().bind(http::upstream::Target {
                 dest: parts.dest(&r.upstream)?,
                 requests: parts.metrics.for_handler(&r.name),
                 versions,
                 api_requests,
+                cache_results: if stores {
+                    parts.metrics.for_cache(&r.name)
+                } else {
+                    Vec::new()
+                },
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -270,7 +285,26 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
         config.sessions.verify_timeout,
     )
     .context("building the credential-check client")?;
-    let Stores { sessions, attempts } = &parts.stores;
+    let Stores {
+        sessions,
+        attempts,
+        generations,
+    } = &parts.stores;
+    let cache =
+        config
+            .routes
+            .iter()
+            .any(|r| r.cache.is_some())
+            .then(|| gateway::caching::EdgeCache {
+                // One storage and one lock per proxy, for its lifetime (pingora-cache wants `'static`).
+                storage: Box::leak(Box::new(http::cache_storage::MemoryStorage::new(
+                    config.cache.max_memory_bytes,
+                    config.cache.max_object_bytes,
+                ))),
+                lock: gateway::caching::lock(config.cache.lock_timeout),
+                generations: Arc::clone(generations),
+                max_object: config.cache.max_object_bytes,
+            });
     Ok(Gateway {
         routes: policy::routing::RouteTable::new(routes),
         endpoint_metrics: gateway::EndpointMetrics::new(&parts.metrics),
@@ -306,6 +340,7 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
         body_timeouts: config.body_timeouts,
         security_headers: Arc::new(config.security_headers.clone()),
         clock: Arc::clone(&parts.clock),
+        cache,
     })
 }
 

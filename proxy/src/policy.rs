@@ -2,6 +2,7 @@
 //! versions. Nothing here knows pingora (the `layering` test fails if it does), so every rule is
 //! unit-tested without a server.
 
+pub(crate) mod caching;
 pub(crate) mod client;
 pub(crate) mod cors;
 pub(crate) mod inbound;

@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub versioning: BTreeMap<String, RawVersioning>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub cache: RawCache,
     /// External token issuers; their tokens are accepted alongside the proxy's own.
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
@@ -349,6 +351,53 @@ pub struct RawRoute {
     pub cors: Option<String>,
     /// Name of a `[versioning.<name>]` scheme; absent: the proxy leaves versions to the upstream.
     pub versioning: Option<String>,
+    /// The edge cache for this route (DESIGN.md 7.2); absent: never cached.
+    pub cache: Option<RawRouteCache>,
+}
+
+/// `[routes.cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCache {
+    /// `per_user` (an entry per verified subject) or `shared`.
+    #[serde(default = "default_cache_mode")]
+    pub mode: String,
+    /// How long a stored answer is fresh. Absent: answers are not stored, but this route's writes
+    /// still invalidate the routes in `invalidates`. 0: stored, revalidated on every use.
+    pub ttl_seconds: Option<u64>,
+    /// How long past the TTL a stale answer is served while one request revalidates it.
+    #[serde(default)]
+    pub stale_while_revalidate_seconds: u64,
+    /// Other cached routes whose entries (the caller's, in `per_user` mode) a 2xx answer to an
+    /// unsafe request on this route invalidates, besides this route's own.
+    #[serde(default)]
+    pub invalidates: Vec<String>,
+}
+
+fn default_cache_mode() -> String {
+    "per_user".into()
+}
+
+/// `[cache]`: the edge cache's storage, shared by every cached route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// In-process storage: the most bytes of answers kept (least recently used go first).
+    pub max_memory_bytes: u64,
+    /// Answers larger than this are not stored.
+    pub max_object_bytes: u64,
+    /// How long concurrent misses on one key wait for the one request that fetches it.
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_object_bytes: 1024 * 1024,
+            lock_timeout_ms: 5_000,
+        }
+    }
 }
 
 /// An API versioning scheme (DESIGN.md 7.3, docs/versioning.md): date versions (`YYYY-MM-DD`).

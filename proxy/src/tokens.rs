@@ -40,6 +40,17 @@ pub struct Verified {
     pub origin: TokenOrigin,
 }
 
+impl Verified {
+    /// Who the caller is upstream (`X-User-Id`): the `sub` of an own token, `<issuer>:<sub>` of an
+    /// external one, so an external user can never stand for an own one.
+    pub fn subject(&self) -> String {
+        match &self.origin {
+            TokenOrigin::Own => self.claims.sub.clone(),
+            TokenOrigin::External(i) => format!("{}:{}", i.config.name, self.claims.sub),
+        }
+    }
+}
+
 /// Every token goes through here: own tokens to `TokenService`, external ones to their issuer.
 pub struct Verifier {
     pub own: Arc<TokenService>,

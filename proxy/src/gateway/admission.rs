@@ -1,6 +1,7 @@
 //! The request filter's work before anything is forwarded, in the order of the phase table in
 //! `lib.rs`: head checks, the client address, inbound stripping, the path, the proxy's own endpoints,
-//! then the route's CORS, methods, API version, declared body and authentication. Refusals are written by
+//! then the route's CORS, methods, API version, declared body, authentication and the edge cache's
+//! key or invalidation. Refusals are written by
 //! [`Gateway::reject`], the one place a `ProxyError` becomes a response.
 
 use std::sync::Arc;
@@ -98,25 +99,28 @@ impl Gateway {
         }
         ctx.body.limit = route.max_body_bytes;
         body::check_declared(req, route.max_body_bytes)?;
-        if route.auth == AuthMode::None {
-            return Ok(Admit::Forward);
+        if route.auth != AuthMode::None {
+            let creds = Credentials {
+                headers: &req.headers,
+                query: req.uri.query(),
+            };
+            match self.authn.authenticate(&creds, self.clock.now()).await {
+                Ok(caller) => {
+                    ctx.auth = AuthOutcome::Ok;
+                    ctx.caller = Some(caller);
+                }
+                Err(AuthFailure::Missing) if route.auth == AuthMode::Optional => {
+                    ctx.auth = AuthOutcome::Anonymous;
+                }
+                Err(f) => {
+                    ctx.auth = f.outcome();
+                    return Err(f.error());
+                }
+            }
         }
-        let creds = Credentials {
-            headers: &req.headers,
-            query: req.uri.query(),
-        };
-        match self.authn.authenticate(&creds, self.clock.now()).await {
-            Ok(caller) => {
-                ctx.auth = AuthOutcome::Ok;
-                ctx.caller = Some(caller);
-            }
-            Err(AuthFailure::Missing) if route.auth == AuthMode::Optional => {
-                ctx.auth = AuthOutcome::Anonymous;
-            }
-            Err(f) => {
-                ctx.auth = f.outcome();
-                return Err(f.error());
-            }
+        // After authentication: a revoked token never reaches a cached answer.
+        if let Some(cache) = &route.cache {
+            self.cache_admission(route, cache, req, ctx).await?;
         }
         Ok(Admit::Forward)
     }

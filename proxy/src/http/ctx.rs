@@ -43,6 +43,24 @@ impl Handler {
     }
 }
 
+/// The edge cache's part of a request (`gateway::caching`).
+#[derive(Debug, Default)]
+pub(crate) enum CacheCtx {
+    /// The route has no cache, or the request was refused before it mattered.
+    #[default]
+    None,
+    /// Not looked up (`policy::caching::bypass_reason`, or the generation store failed).
+    Bypass,
+    /// Looked up under this primary key; `storable` is the verdict on the upstream's answer, once
+    /// there is one.
+    Read {
+        primary: String,
+        storable: Option<bool>,
+    },
+    /// An unsafe request: these scopes get new generations again when it answers 2xx.
+    Write { scopes: Vec<String> },
+}
+
 pub(crate) struct RequestCtx {
     /// A UUID: the client's, or made here. Kept as the header value it is sent as.
     pub request_id: http::HeaderValue,
@@ -64,6 +82,8 @@ pub(crate) struct RequestCtx {
     pub cors: CorsAnswer,
     /// The API version resolved on a versioned route (index into its scheme's versions).
     pub api_version: Option<usize>,
+    /// What the edge cache does with this request (cached routes only).
+    pub cache: CacheCtx,
     /// Security headers for proxy-generated answers (shared with the gateway).
     pub security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
@@ -84,6 +104,7 @@ impl RequestCtx {
             trace: None,
             cors: CorsAnswer::default(),
             api_version: None,
+            cache: CacheCtx::None,
             security_headers,
         }
     }

@@ -76,6 +76,9 @@ pub(crate) struct Target {
     pub versions: Vec<Option<Dest>>,
     /// `edge_proxy_api_requests_total{route, api_version}`, in `Versioning::labels` order.
     pub api_requests: Vec<prometheus::IntCounter>,
+    /// `edge_proxy_cache_requests_total{route, result}`, in `CacheOutcome::ALL` order (empty on a
+    /// route that does not store).
+    pub cache_results: Vec<prometheus::IntCounter>,
 }
 
 /// An upstream pool as a request uses it: its configured name (the assertion audience and the

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// Requests on versioned routes by route and resolved (or refused) API version.
     pub api_requests: IntCounterVec,
+    /// Requests on cached routes by route and cache result.
+    pub cache_requests: IntCounterVec,
     /// `auth_decisions` (and `auth_failures`) per known result, resolved once.
     auth_handles: Vec<(&'static str, IntCounter, Option<IntCounter>)>,
     /// `store_duration` per known operation, resolved once.
@@ -173,6 +175,11 @@ const API_REQUESTS: Spec = Spec::new(
     "Requests on versioned routes by route and API version (`invalid`: conflicting or unknown)",
     &["route", "api_version"],
 );
+const CACHE_REQUESTS: Spec = Spec::new(
+    "edge_proxy_cache_requests_total",
+    "Requests on cached routes by route and result (hit, miss, stale, bypass, uncacheable)",
+    &["route", "result"],
+);
 const CONNECTIONS_REFUSED: Spec = Spec::new(
     "edge_proxy_connections_refused_total",
     "Connections closed by the per-IP limit or the request-head deadline, by reason",
@@ -204,6 +211,7 @@ impl Metrics {
             connections_refused: m.counter_vec(&CONNECTIONS_REFUSED)?,
             connections_open: m.gauge(&CONNECTIONS_OPEN)?,
             api_requests: m.counter_vec(&API_REQUESTS)?,
+            cache_requests: m.counter_vec(&CACHE_REQUESTS)?,
             auth_handles: Vec::new(),
             store_ops: Vec::new(),
             set: m,
@@ -345,6 +353,15 @@ impl Metrics {
         labels
             .iter()
             .map(|v| self.api_requests.with_label_values(&[route, v]))
+            .collect()
+    }
+
+    /// `edge_proxy_cache_requests_total` of route `route`, one handle per outcome, in
+    /// `CacheOutcome::ALL` order (outcomes that share a label share its counter).
+    pub(crate) fn for_cache(&self, route: &str) -> Vec<IntCounter> {
+        crate::policy::caching::CacheOutcome::ALL
+            .iter()
+            .map(|o| self.cache_requests.with_label_values(&[route, o.label()]))
             .collect()
     }
 

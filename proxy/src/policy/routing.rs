@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::Method;
 use settings::Problems;
 
+use crate::policy::caching::RouteCache;
 use crate::policy::cors::CorsPolicy;
 use crate::policy::versioning::Versioning;
 use crate::raw::{RawConfig, RawCors, RawRoute, RawUpstream, RawVersioning};
@@ -60,6 +61,8 @@ pub struct Route<P = ()> {
     pub cors: Option<Arc<CorsPolicy>>,
     /// The API versioning scheme the route opted into.
     pub versioning: Option<Arc<Versioning>>,
+    /// The edge cache of this route.
+    pub cache: Option<RouteCache>,
 }
 
 impl Route {
@@ -77,6 +80,7 @@ impl Route {
             max_body_bytes: self.max_body_bytes,
             cors: self.cors,
             versioning: self.versioning,
+            cache: self.cache,
         }
     }
 }
@@ -123,6 +127,7 @@ pub(crate) fn routes_from_raw(raw: &RawConfig, p: &mut Problems) -> Vec<Route> {
         }
         routes.extend(Route::from_raw(&key, r, d, p));
     }
+    resolve_caches(&mut routes, raw, p);
     routes
 }
 
@@ -169,6 +174,19 @@ impl Route {
             scheme
         });
         let auth = p.take(AuthMode::parse(&r.auth).map_err(|e| format!("{key}.auth: {e}")))?;
+        let cache = r
+            .cache
+            .as_ref()
+            .and_then(|c| RouteCache::from_raw(key, c, auth == AuthMode::None, p));
+        if cache.as_ref().is_some_and(RouteCache::stores)
+            && !methods
+                .iter()
+                .any(|m| *m == Method::GET || *m == Method::HEAD)
+        {
+            p.push(format!(
+                "{key}.cache.ttl_seconds: the route allows neither GET nor HEAD, so nothing is stored"
+            ));
+        }
         Some(Self {
             name: r.name.clone(),
             prefix: r.prefix.clone(),
@@ -181,7 +199,28 @@ impl Route {
             max_body_bytes: r.max_body_bytes.unwrap_or(d.max_body_bytes),
             cors,
             versioning,
+            cache,
         })
+    }
+}
+
+/// Resolves every cached route's `invalidates` once all routes are known.
+fn resolve_caches(routes: &mut [Route], raw: &[RawRoute], p: &mut Problems) {
+    let mut caches: BTreeMap<String, (RouteCache, Vec<String>)> = routes
+        .iter()
+        .filter_map(|r| {
+            let named = raw.iter().find(|x| x.name == r.name)?.cache.as_ref()?;
+            Some((
+                r.name.clone(),
+                (r.cache.clone()?, named.invalidates.clone()),
+            ))
+        })
+        .collect();
+    crate::policy::caching::resolve_invalidations(&mut caches, p);
+    for r in routes.iter_mut() {
+        if let Some((resolved, _)) = caches.remove(&r.name) {
+            r.cache = Some(resolved);
+        }
     }
 }
 
@@ -353,6 +392,7 @@ mod tests {
             max_body_bytes: 1,
             cors: None,
             versioning: None,
+            cache: None,
         }
     }
 

@@ -172,12 +172,10 @@ impl Asserter {
         now: UnixSecs,
     ) -> Result<IdentityHeaders, jsonwebtoken::errors::Error> {
         let c = &caller.claims;
-        let (user_id, issuer) = match &caller.origin {
-            TokenOrigin::Own => (c.sub.clone(), None),
-            TokenOrigin::External(i) => (
-                format!("{}:{}", i.config.name, c.sub),
-                Some(i.config.name.clone()),
-            ),
+        let user_id = caller.subject();
+        let issuer = match &caller.origin {
+            TokenOrigin::Own => None,
+            TokenOrigin::External(i) => Some(i.config.name.clone()),
         };
         let assertion = self.mint(
             &Subject {

@@ -85,28 +85,77 @@ fn record(seen: &Recorder, req: &Request) {
     });
 }
 
-async fn echo(State(seen): State<Recorder>, req: Request) -> impl IntoResponse {
+async fn echo(State(seen): State<Recorder>, req: Request) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 64 << 20)
         .await
         .ok()
         .map(|b| b.len());
-    seen.0.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        headers: parts.headers.clone(),
-        body,
-    });
+    let (n, writes) = {
+        let mut all = seen.0.lock().unwrap();
+        all.push(Seen {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers.clone(),
+            body,
+        });
+        let writes = all
+            .iter()
+            .filter(|s| {
+                s.method != "GET" && s.method != "HEAD" && !s.path.starts_with("/internal/")
+            })
+            .count();
+        (all.len(), writes)
+    };
     let path = parts.uri.path().to_owned();
+    let user = parts
+        .headers
+        .get("x-user-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    // What the edge cache tests need, chosen by path: a status, a cookie, cache directives, a
+    // validator that changes with every write (and answers 304 to a current one), a slow answer.
+    let mut headers = HeaderMap::new();
+    let mut status = StatusCode::OK;
+    let etag = format!("\"w{writes}\"");
+    if path.contains("/status-404") {
+        status = StatusCode::NOT_FOUND;
+    }
+    if path.contains("/status-500") {
+        status = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if path.contains("/cookie") {
+        headers.insert("set-cookie", "session=1".parse().unwrap());
+    }
+    if path.contains("/no-store") {
+        headers.insert("cache-control", "no-store".parse().unwrap());
+    }
+    if path.contains("/private") {
+        headers.insert("cache-control", "private, no-cache".parse().unwrap());
+    }
+    if path.contains("/etag") {
+        headers.insert("etag", etag.parse().unwrap());
+        if parts
+            .headers
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            == Some(etag.as_str())
+        {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+    }
+    if path.contains("/slow") {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // A careless upstream: a version string and wide-open CORS, which the proxy must not pass on.
+    headers.insert("server", "upstream/1.2.3".parse().unwrap());
+    headers.insert("access-control-allow-origin", "*".parse().unwrap());
+    headers.insert("access-control-allow-credentials", "true".parse().unwrap());
     (
-        [
-            ("server", "upstream/1.2.3"),
-            ("access-control-allow-origin", "*"),
-            ("access-control-allow-credentials", "true"),
-        ],
-        Json(serde_json::json!({"path": path})),
+        status,
+        headers,
+        Json(serde_json::json!({"path": path, "user": user, "n": n, "writes": writes})),
     )
+        .into_response()
 }
 
 impl TestUpstream {
@@ -389,4 +438,82 @@ pub fn redis_stores(url: &str, prefix: &str, cfg: &Config) -> Stores {
     let redis = edge_proxy::store::RedisConnector::new(&url, Duration::from_secs(1)).unwrap();
     // One connection for both stores, as `Stores::from_config` makes it.
     Stores::on_redis(Arc::new(redis), prefix, &cfg.login)
+}
+
+/// A Redis server of the test's own, on a free loopback port, that the test may kill and restart.
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// `None` (after saying why) when redis-server is not installed; CI requires it.
+    pub async fn start() -> Option<Self> {
+        if std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but redis-server is missing"
+            );
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let mut r = Self {
+            port: free_port(),
+            child: None,
+        };
+        r.restart().await;
+        Some(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = Some(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &self.port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -8,7 +8,17 @@ use std::path::{Path, PathBuf};
 
 /// Modules that must not know pingora: the request policy and everything it is built from.
 const PURE: &[&str] = &[
-    "clock", "error", "login", "obs", "policy", "raw", "session", "store", "throttle", "tokens",
+    "clock",
+    "error",
+    "generations",
+    "login",
+    "obs",
+    "policy",
+    "raw",
+    "session",
+    "store",
+    "throttle",
+    "tokens",
 ];
 /// Modules that wrap pingora (or assemble everything); the pure ones may not import them.
 const IMPURE: &[&str] = &["admin", "config", "gateway", "http"];

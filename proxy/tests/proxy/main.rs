@@ -5,6 +5,7 @@
 // Test code: a panic (unwrap) is the failure report; helpers are `pub` for sibling modules.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod caching;
 mod connections;
 mod cors;
 mod framing;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::harness::{redis_stores, TestProxy, TestUpstream, JWT_KEY};
+use crate::harness::{redis_stores, PrivateRedis, TestProxy, TestUpstream, JWT_KEY};
 
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
@@ -216,84 +216,6 @@ async fn crafted_tokens_are_refused_and_never_reach_the_upstream() {
         connected.is_err(),
         "the proxy fetched a key from a jku/x5u URL"
     );
-}
-
-/// A Redis server of the test's own, on a free loopback port, that the test may kill and restart.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    /// `None` (after saying why) when redis-server is not installed; CI requires it.
-    async fn start() -> Option<Self> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but redis-server is missing"
-            );
-            eprintln!("skipped: redis-server is not installed");
-            return None;
-        }
-        let mut r = Self {
-            port: crate::harness::free_port(),
-            child: None,
-        };
-        r.restart().await;
-        Some(r)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// (Re)starts the server on the same port and waits until it accepts connections.
-    async fn restart(&mut self) {
-        self.stop();
-        self.child = Some(
-            std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &self.port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        for _ in 0..250 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]
