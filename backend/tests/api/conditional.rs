@@ -34,6 +34,19 @@ async fn get(
     (status, etag, cc, r.text().await.unwrap())
 }
 
+/// The app's metrics text (admin listener).
+async fn metrics(app: &TestApp) -> String {
+    let url = format!("http://{}/metrics", app.admin_addr);
+    app.client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn tag(app: &TestApp, user: &User, path: &str) -> String {
     let (s, etag, _, body) = get(app, user, path, None).await;
     assert_eq!(s, 200, "{path}: {body}");
@@ -198,15 +211,7 @@ async fn a_304_costs_one_indexed_read_and_no_list() {
     }
     let etag = tag(&app, &u, "/todos").await;
     let ops = || async {
-        let text = app
-            .client
-            .get(format!("http://{}/metrics", app.admin_addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics(&app).await;
         let count = |op: &str| {
             let needle = format!("todo_backend_db_query_duration_seconds_count{{op=\"{op}\"}} ");
             text.lines()
@@ -244,15 +249,7 @@ async fn replicas_agree(a: TestApp, b: TestApp) {
         .await;
     assert_eq!(s, 201);
     assert!(get(&a, &u, "/categories", None).await.3.contains("via b"));
-    let metrics = a
-        .client
-        .get(format!("http://{}/metrics", a.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&a).await;
     for line in [
         r#"todo_backend_cache_requests_total{cache="category_tree",result="hit"} 1"#,
         r#"todo_backend_cache_requests_total{cache="category_tree",result="miss"} 2"#,
