@@ -97,21 +97,6 @@ impl EndpointMetrics {
     }
 }
 
-/// A valid `X-Request-Id` is a UUID; anything else is replaced by a random (v4) one, drawn from the
-/// thread's CSPRNG rather than a `getrandom` system call per request.
-fn request_id(req: &RequestHeader) -> http::HeaderValue {
-    use rand::Rng as _;
-    let id = req
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid());
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = id.hyphenated().encode_lower(&mut buf);
-    http::HeaderValue::from_str(text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
-}
-
 /// The pingora error that aborts a request whose body the meter refused (the meter keeps the
 /// `ProxyError` itself for `fail_to_proxy`).
 fn body_refused(err: &ProxyError) -> Box<Error> {
@@ -136,7 +121,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         let req = session.req_header();
         let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        ctx.request_id = request_id(req);
+        ctx.request_id = crate::http::ctx::request_id(req);
         ctx.trace = Some(TraceParent::continue_or_start(
             req.headers.get("traceparent").and_then(|v| v.to_str().ok()),
         ));

@@ -43,6 +43,21 @@ impl Handler {
     }
 }
 
+/// A valid `X-Request-Id` is a UUID; anything else is replaced by a random (v4) one, drawn from the
+/// thread's CSPRNG rather than a `getrandom` system call per request.
+pub(crate) fn request_id(req: &pingora::http::RequestHeader) -> http::HeaderValue {
+    use rand::Rng as _;
+    let id = req
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid());
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    http::HeaderValue::from_str(text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+}
+
 /// The edge cache's part of a request (`gateway::caching`).
 #[derive(Debug, Default)]
 pub(crate) enum CacheCtx {
