@@ -90,6 +90,9 @@ pub struct Stores {
     pub attempts: Arc<dyn AttemptStore>,
     /// The edge cache's generations (shared by replicas on Redis).
     pub generations: Arc<dyn generations::GenerationStore>,
+    /// The Redis connection and key prefix the stores above use, where the edge cache keeps its
+    /// entries too; `None` on the memory store (entries stay in process).
+    pub redis: Option<(Arc<store::RedisConnector>, String)>,
 }
 
 impl Stores {
@@ -102,6 +105,7 @@ impl Stores {
                 sessions: Arc::new(MemorySessionStore::new()),
                 attempts: Arc::new(MemoryAttemptStore::new(config.login.clone())),
                 generations: Arc::new(generations::MemoryGenerations::new()),
+                redis: None,
             },
             StoreBackend::Redis { url } => {
                 let redis = store::RedisConnector::new(url, config.store.timeout)
@@ -127,7 +131,11 @@ impl Stores {
                 prefix,
                 policy.clone(),
             )),
-            generations: Arc::new(generations::RedisGenerations::with_connector(redis, prefix)),
+            generations: Arc::new(generations::RedisGenerations::with_connector(
+                Arc::clone(&redis),
+                prefix,
+            )),
+            redis: Some((redis, prefix.to_owned())),
         }
     }
 }
@@ -289,6 +297,7 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
         sessions,
         attempts,
         generations,
+        redis,
     } = &parts.stores;
     let cache =
         config
@@ -296,11 +305,7 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
             .iter()
             .any(|r| r.cache.is_some())
             .then(|| gateway::caching::EdgeCache {
-                // One storage and one lock per proxy, for its lifetime (pingora-cache wants `'static`).
-                storage: Box::leak(Box::new(http::cache_storage::MemoryStorage::new(
-                    config.cache.max_memory_bytes,
-                    config.cache.max_object_bytes,
-                ))),
+                storage: gateway::caching::storage(&config.cache, redis.as_ref(), &parts.metrics),
                 lock: gateway::caching::lock(config.cache.lock_timeout),
                 generations: Arc::clone(generations),
                 max_object: config.cache.max_object_bytes,

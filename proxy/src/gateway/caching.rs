@@ -20,19 +20,22 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::Gateway;
+use crate::config::CacheSettings;
 use crate::error::ProxyError;
 use crate::generations::GenerationStore;
-use crate::http::cache_storage::MemoryStorage;
+use crate::http::cache_storage::{memory::MemoryStorage, redis::RedisStorage};
 use crate::http::ctx::{CacheCtx, Handler, RequestCtx};
 use crate::http::upstream::Target;
+use crate::obs::metrics::Metrics;
 use crate::policy::caching::{
     bypass_reason, scope, unstorable, CacheOutcome, KeyParts, RouteCache,
 };
 use crate::policy::routing::Route;
+use crate::store::RedisConnector;
 
 /// The edge cache's shared parts, built once when any route has `[routes.cache]`.
 pub(crate) struct EdgeCache {
-    pub storage: &'static MemoryStorage,
+    pub storage: &'static (dyn pingora::cache::Storage + Sync),
     pub lock: &'static CacheKeyLockImpl,
     pub generations: Arc<dyn GenerationStore>,
     pub max_object: usize,
@@ -261,4 +264,29 @@ fn joined(headers: &HeaderMap, name: &str) -> Vec<u8> {
 /// How long concurrent misses wait for the one request that fetches the key.
 pub(crate) fn lock(timeout: Duration) -> &'static CacheKeyLockImpl {
     Box::leak(pingora::cache::lock::CacheLock::new_boxed(timeout))
+}
+
+/// The proxy's one storage for its lifetime (pingora-cache wants `'static`): in Redis beside the
+/// other stores when they are there, so every replica serves what any of them stored; in process
+/// otherwise.
+pub(crate) fn storage(
+    settings: &CacheSettings,
+    redis: Option<&(Arc<RedisConnector>, String)>,
+    metrics: &Metrics,
+) -> &'static (dyn pingora::cache::Storage + Sync) {
+    let (bytes, object) = (settings.max_memory_bytes, settings.max_object_bytes);
+    match redis {
+        Some((redis, prefix)) => Box::leak(Box::new(RedisStorage::new(
+            Arc::clone(redis),
+            prefix,
+            bytes,
+            object,
+            crate::http::cache_storage::redis::Instruments {
+                read: metrics.store_op("cache_entry_read"),
+                write: metrics.store_op("cache_entry_write"),
+                errors: metrics.store_errors.clone(),
+            },
+        ))),
+        None => Box::leak(Box::new(MemoryStorage::new(bytes, object))),
+    }
 }

@@ -63,7 +63,7 @@ pub struct Metrics {
 /// The `result` values of the auth metrics (`tokens::authn::AuthOutcome` labels that are counted).
 const AUTH_RESULTS: [&str; 5] = ["ok", "missing", "invalid", "expired", "revoked"];
 /// The `op` values of `edge_proxy_store_duration_seconds`.
-const STORE_OPS: [&str; 9] = [
+const STORE_OPS: [&str; 13] = [
     "session_status",
     "external_status",
     "session_insert",
@@ -73,6 +73,10 @@ const STORE_OPS: [&str; 9] = [
     "external_revoke_all",
     "login_begin",
     "login_finish",
+    "cache_generation",
+    "cache_invalidate",
+    "cache_entry_read",
+    "cache_entry_write",
 ];
 
 const REQUESTS: Spec = Spec::new(
@@ -233,6 +237,15 @@ impl Metrics {
             .map(|op| (*op, self.store_duration.with_label_values(&[op])))
             .collect();
         self
+    }
+
+    /// The latency histogram of store operation `op` (one of `STORE_OPS`), for stores that
+    /// record their own calls (the edge cache's Redis storage).
+    pub fn store_op(&self, op: &str) -> prometheus::Histogram {
+        self.store_ops.iter().find(|(o, _)| *o == op).map_or_else(
+            || self.store_duration.with_label_values(&[op]),
+            |(_, h)| h.clone(),
+        )
     }
 
     /// Counts an auth decision; failures also go to `edge_proxy_auth_failures_total`.

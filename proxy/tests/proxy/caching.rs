@@ -1,7 +1,8 @@
 //! The edge cache through the real proxy (DESIGN.md 7.2): per-user and shared entries, what is never
 //! stored, invalidation by a user's writes on every replica (generations in Redis), one upstream
 //! request for concurrent misses, 304s from the edge and revalidation with the upstream's `ETag`,
-//! stale-while-revalidate, and a Redis restart that empties the cache without serving anything stale.
+//! stale-while-revalidate, entries in Redis that every replica serves within each proxy's budget,
+//! and a Redis restart that empties the cache without serving anything stale.
 
 use std::sync::Arc;
 
@@ -187,15 +188,16 @@ async fn a_write_is_seen_on_the_next_get_through_either_replica() {
     }
     // Dave writes through replica a: his entries (and the shared route his writes invalidate) are
     // gone on both replicas before the write's answer arrives.
+    // The first read after it (on b) fetches again; the entries are in Redis, so a then serves the
+    // one b stored under the new generation.
     assert_eq!(a.post("/c/item", &t).await.status(), 200);
-    for p in [&b, &a] {
+    for (p, expected) in [
+        (&b, "edge-proxy; fwd=miss; stored"),
+        (&a, "edge-proxy; hit"),
+    ] {
         for path in ["/c/list", "/s/list"] {
             let after = get(p, path, Some(&t), None).await;
-            assert_eq!(
-                after.cache.as_deref(),
-                Some("edge-proxy; fwd=miss; stored"),
-                "{path}"
-            );
+            assert_eq!(after.cache.as_deref(), Some(expected), "{path}");
             assert_eq!(
                 after.body["writes"], 1,
                 "{path}: the answer after the write"
@@ -208,6 +210,116 @@ async fn a_write_is_seen_on_the_next_get_through_either_replica() {
     assert_eq!(
         get(&a, "/c/list", Some(&t), None).await.cache.as_deref(),
         Some("edge-proxy; hit")
+    );
+}
+
+/// The edge cache's entries in Redis under `prefix`, each with its stored size (meta and body).
+fn redis_entries(url: &str, prefix: &str) -> Vec<(String, usize)> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}cache:entry:*"))
+        .query(&mut c)
+        .unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let size: usize = ["i", "h", "b"]
+                .iter()
+                .map(|f| {
+                    redis::cmd("HSTRLEN")
+                        .arg(&k)
+                        .arg(f)
+                        .query::<usize>(&mut c)
+                        .unwrap()
+                })
+                .sum();
+            (k, size)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn on_redis_an_entry_stored_by_one_replica_is_served_by_the_other() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = RedisPrefix::new(url.clone());
+    let up = TestUpstream::start().await;
+    let start = || {
+        TestProxy::start_with(up.addr, ROUTES, |c| {
+            Some(redis_stores(&url, &prefix.prefix, c))
+        })
+    };
+    let (a, b) = (start().await, start().await);
+    let t = a.token("frank@example.com").await;
+    let stored = get(&a, "/c/list", Some(&t), None).await;
+    assert_eq!(
+        stored.cache.as_deref(),
+        Some("edge-proxy; fwd=miss; stored")
+    );
+    assert_eq!(get(&a, "/p/list", None, None).await.status, 200);
+    assert_eq!(
+        redis_entries(&url, &prefix.prefix).len(),
+        2,
+        "one hash per entry"
+    );
+    let hit = get(&b, "/c/list", Some(&t), None).await;
+    assert_eq!(hit.cache.as_deref(), Some("edge-proxy; hit"));
+    assert_eq!(hit.body, stored.body);
+    assert_eq!(
+        get(&b, "/p/list", None, None).await.cache.as_deref(),
+        Some("edge-proxy; hit")
+    );
+    assert_eq!(upstream_saw(&up, "/c/list"), 1, "replica b never asked");
+    assert_eq!(upstream_saw(&up, "/p/list"), 1);
+    // Another user on replica b still has nothing stored.
+    let gina = b.token("gina@example.com").await;
+    assert_eq!(
+        get(&b, "/c/list", Some(&gina), None).await.cache.as_deref(),
+        Some("edge-proxy; fwd=miss; stored")
+    );
+}
+
+#[tokio::test]
+async fn on_redis_a_proxy_never_keeps_more_entries_than_its_memory_budget() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    const BUDGET: usize = 4096;
+    let prefix = RedisPrefix::new(url.clone());
+    let up = TestUpstream::start().await;
+    let routes =
+        format!("{ROUTES}\n[cache]\nmax_memory_bytes = {BUDGET}\nmax_object_bytes = 2048\n");
+    let p = TestProxy::start_with(up.addr, &routes, |c| {
+        Some(redis_stores(&url, &prefix.prefix, c))
+    })
+    .await;
+    // Distinct query strings are distinct entries: a client can ask for as many as it likes.
+    for i in 0..40 {
+        let a = get(&p, &format!("/p/list?page={i}"), None, None).await;
+        assert_eq!(a.cache.as_deref(), Some("edge-proxy; fwd=miss; stored"));
+        let held: usize = redis_entries(&url, &prefix.prefix)
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert!(held <= BUDGET, "after {i}: {held} bytes in Redis");
+    }
+    let entries = redis_entries(&url, &prefix.prefix);
+    assert!(
+        (2..40).contains(&entries.len()),
+        "older entries leave, newer stay: {}",
+        entries.len()
+    );
+    // The newest is still there, the oldest is gone.
+    assert_eq!(
+        get(&p, "/p/list?page=39", None, None)
+            .await
+            .cache
+            .as_deref(),
+        Some("edge-proxy; hit")
+    );
+    assert_eq!(
+        get(&p, "/p/list?page=0", None, None).await.cache.as_deref(),
+        Some("edge-proxy; fwd=miss; stored")
     );
 }
 
@@ -255,9 +367,30 @@ async fn a_client_304_comes_from_the_edge_and_never_stale_after_a_write() {
 #[tokio::test]
 async fn a_stale_entry_is_revalidated_with_the_upstreams_etag() {
     let (up, p) = start().await;
+    revalidates_with_the_upstreams_etag(&up, &p).await;
+}
+
+#[tokio::test]
+async fn on_redis_a_stale_entry_is_revalidated_in_place() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = RedisPrefix::new(url.clone());
+    let up = TestUpstream::start().await;
+    let p = TestProxy::start_with(up.addr, ROUTES, |c| {
+        Some(redis_stores(&url, &prefix.prefix, c))
+    })
+    .await;
+    revalidates_with_the_upstreams_etag(&up, &p).await;
+    assert_eq!(redis_entries(&url, &prefix.prefix).len(), 1);
+}
+
+/// A TTL-0 entry is stale at once: every read asks the upstream with the stored `ETag`, and each
+/// 304 refreshes the stored meta while the body stays.
+async fn revalidates_with_the_upstreams_etag(up: &TestUpstream, p: &TestProxy) {
     let t = p.token("hank@example.com").await;
-    let first = get(&p, "/r/etag", Some(&t), None).await;
-    let second = get(&p, "/r/etag", Some(&t), None).await;
+    let first = get(p, "/r/etag", Some(&t), None).await;
+    let second = get(p, "/r/etag", Some(&t), None).await;
     assert_eq!(
         second.cache.as_deref(),
         Some("edge-proxy; fwd=stale; fwd-status=304")
@@ -277,6 +410,10 @@ async fn a_stale_entry_is_revalidated_with_the_upstreams_etag() {
         first.etag.as_deref(),
         "the upstream was asked whether the entry is current, not for the body"
     );
+    let third = get(p, "/r/etag", Some(&t), None).await;
+    assert_eq!(third.cache, second.cache, "the revalidated entry is kept");
+    assert_eq!(third.body, first.body);
+    assert_eq!(upstream_saw(up, "/r/etag"), 3);
 }
 
 #[tokio::test]
