@@ -96,9 +96,9 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// The stores the config asks for. On Redis, sessions and login attempts share one multiplexed
-    /// connection: `/readyz` pings it, so when it answers 200 the connection every request uses is
-    /// up (two connections would recover at different moments after an outage).
+    /// The stores the config asks for. On Redis, every store shares one connector (a multiplexed
+    /// connection per thread): `/readyz` pings all of its connections, so when it answers 200 the
+    /// connection every request uses is up (they recover at different moments after an outage).
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         Ok(match &config.store.backend {
             StoreBackend::Memory => Self {

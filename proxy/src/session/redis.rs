@@ -252,10 +252,6 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.redis.conn().await?;
-        self.redis
-            .within(redis::cmd("PING").query_async::<String>(&mut c))
-            .await
-            .map(|_| ())
+        self.redis.ping().await
     }
 }
