@@ -192,13 +192,61 @@ impl ProxyHttp for Gateway {
         };
         let pool = &dest.pool;
         let addr = pool
-            .select()
+            .select(ctx.connect_retry)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy peer"))?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
+    }
+
+    /// Passive health: a peer that accepted a new connection is up.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (false, Some(dest), Some(addr)) = (
+            reused,
+            ctx.dest(),
+            pingora::upstreams::peer::Peer::address(peer).as_inet(),
+        ) {
+            dest.pool.observe(*addr, true);
+        }
+        Ok(())
+    }
+
+    /// Passive health: a peer that refused a connection is down; an idempotent request gets one
+    /// more try, on another peer.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let (Some(dest), Some(addr)) = (
+            ctx.dest(),
+            pingora::upstreams::peer::Peer::address(peer)
+                .as_inet()
+                .copied(),
+        ) else {
+            return e;
+        };
+        dest.pool.observe(addr, false);
+        if dest
+            .pool
+            .may_retry(&session.req_header().method, ctx.connect_retry.is_some())
+        {
+            ctx.connect_retry = Some(addr);
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(

@@ -320,6 +320,8 @@ pub struct RawUpstream {
     pub read_timeout_ms: u64,
     #[serde(default = "default_health_interval")]
     pub health_check_interval_ms: u64,
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: f64,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -330,6 +332,9 @@ fn default_read_timeout() -> u64 {
 }
 fn default_health_interval() -> u64 {
     5_000
+}
+fn default_panic_threshold() -> f64 {
+    0.5
 }
 
 #[derive(Debug, Deserialize)]

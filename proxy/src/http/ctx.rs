@@ -92,6 +92,8 @@ pub(crate) struct RequestCtx {
     pub in_flight: Option<InFlight>,
     /// When a peer was chosen, for `edge_proxy_upstream_duration_seconds`.
     pub upstream_started: Option<Instant>,
+    /// The peer a connect failed on, once the request is retried on another.
+    pub connect_retry: Option<std::net::SocketAddr>,
     /// W3C trace context sent upstream (continued from the client's or started here).
     pub trace: Option<TraceParent>,
     pub cors: CorsAnswer,
@@ -116,6 +118,7 @@ impl RequestCtx {
             host: None,
             in_flight: None,
             upstream_started: None,
+            connect_retry: None,
             trace: None,
             cors: CorsAnswer::default(),
             api_version: None,

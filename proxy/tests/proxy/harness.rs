@@ -42,6 +42,8 @@ impl Recorder {
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub seen: Recorder,
+    /// Stops the server when the upstream is dropped (`start_on` hands it to the test instead).
+    stop: Option<UpstreamStop>,
 }
 
 /// The user id the test upstream reports for an email.
@@ -158,17 +160,44 @@ async fn echo(State(seen): State<Recorder>, req: Request) -> axum::response::Res
         .into_response()
 }
 
+/// Stops a `TestUpstream::start_on` upstream when sent or dropped: the listener closes (connects are
+/// refused) and open connections close once idle.
+pub type UpstreamStop = tokio::sync::oneshot::Sender<()>;
+
 impl TestUpstream {
     pub async fn start() -> Self {
-        let seen = Recorder::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, Recorder::default())
+    }
+
+    /// An upstream on `addr` (say, a port from `free_port`, perhaps used before) that records into
+    /// `seen`, and the handle that stops it.
+    pub async fn start_on(addr: SocketAddr, seen: Recorder) -> (Self, UpstreamStop) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let mut up = Self::serve(listener, seen);
+        let stop = up.stop.take().unwrap();
+        (up, stop)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, seen: Recorder) -> Self {
         let app = axum::Router::new()
             .route("/internal/credentials/verify", axum::routing::post(verify))
             .fallback(echo)
             .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, seen }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self {
+            addr,
+            seen,
+            stop: Some(stop),
+        }
     }
 
     /// Credential checks that reached the upstream.

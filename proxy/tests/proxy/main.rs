@@ -15,6 +15,7 @@ mod issuers;
 mod layering;
 mod limits;
 mod metrics;
+mod pools;
 mod session_contract;
 mod throttle;
 mod throttle_contract;
