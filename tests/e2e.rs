@@ -841,3 +841,112 @@ async fn logs_are_json_with_the_request_id_and_the_trace_reaches_the_backend() {
         "the trace reached the backend: {backend}"
     );
 }
+
+/// `name{labels}` from a Prometheus text page (0 when absent).
+fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn four_thousand_cut_heads_write_a_bounded_log_and_are_all_counted() {
+    // Issue 18: every cut head used to be an ERROR line; now they are counted, logged at info, and
+    // capped per second with a summary of what was suppressed.
+    const HEADS: usize = 4_000;
+    const ADDRESSES: u8 = 40;
+    let c = reqwest::Client::new();
+    let (bin, _) = binaries();
+    let (public, admin) = (free_port(), free_port());
+    let env = vec![
+        ("EDGE_PROXY__LISTEN".into(), format!("127.0.0.1:{public}")),
+        (
+            "EDGE_PROXY__ADMIN__LISTEN".into(),
+            format!("127.0.0.1:{admin}"),
+        ),
+        ("EDGE_PROXY__LIMITS__HEADER_TIMEOUT_MS".into(), "300".into()),
+        // Info, so that the capped lines show: the cap, not the filter, bounds them.
+        ("EDGE_PROXY__LOG__FILTER".into(), "info".into()),
+    ];
+    let (_proxy, log) = spawn_logged(&bin, "config/test/proxy.toml", &env);
+    wait_ready(&c, &format!("http://127.0.0.1:{admin}/readyz")).await;
+    let started = std::time::Instant::now();
+    // In batches of a thousand, 25 per address (under the per-address connection limit).
+    for batch in 0..HEADS / 1_000 {
+        let mut heads = tokio::task::JoinSet::new();
+        for i in 0..1_000 {
+            let from = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % usize::from(ADDRESSES)) as u8);
+            heads.spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind((from, 0).into()).unwrap();
+                let mut s = socket
+                    .connect(([127, 0, 0, 1], public).into())
+                    .await
+                    .unwrap();
+                s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n")
+                    .await
+                    .unwrap();
+                let mut rest = Vec::new();
+                // The proxy closes the connection at the head deadline.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+            });
+        }
+        while let Some(done) = heads.join_next().await {
+            done.unwrap_or_else(|e| panic!("batch {batch}: {e}"));
+        }
+    }
+    let page = c
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cut = metric(
+        &page,
+        "edge_proxy_connections_refused_total{reason=\"header_timeout\"}",
+    );
+    assert_eq!(cut, HEADS as f64, "every cut head is counted");
+    // One more cut after a pause makes the cap report what it suppressed.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", public))
+            .await
+            .unwrap();
+        s.write_all(b"GET /public/x HTTP/1.1\r\n").await.unwrap();
+        let _ = s.read_to_end(&mut Vec::new()).await;
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let (mut about_heads, mut errors, mut suppressed) = (0u64, 0u64, 0u64);
+    while let Ok(line) = log.recv_timeout(Duration::from_millis(500)) {
+        if line.contains("Downstream") {
+            about_heads += 1;
+            if line.contains("ERROR") {
+                errors += 1;
+            }
+        }
+        if let Some(n) = line
+            .split("suppressed ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            suppressed += n;
+        }
+    }
+    assert_eq!(errors, 0, "a client's broken connection is not an error");
+    let cap = 5 * (seconds + 1);
+    assert!(
+        (1..=cap).contains(&about_heads),
+        "{about_heads} lines about cut heads in {seconds} s (cap {cap})"
+    );
+    assert_eq!(
+        about_heads + suppressed,
+        HEADS as u64 + 1,
+        "every cut head is either logged or counted as suppressed"
+    );
+}

@@ -391,4 +391,5 @@ fn admin_service(
     Ok((service, addr))
 }
 
-pub use settings::init_tracing;
+pub use obs::log_cap::Bridge as LogBridge;
+pub use settings::{init_tracing, init_tracing_with};

@@ -100,7 +100,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let _log_guard = edge_proxy::init_tracing(config.log_format, &config.log_filter);
+    // pingora's lines about connections the client broke are capped (`obs::log_cap`).
+    let _log_guard = edge_proxy::init_tracing_with(
+        config.log_format,
+        &config.log_filter,
+        Some(Box::new(edge_proxy::LogBridge::new())),
+    );
     tracing::info!(?config, "starting edge-proxy");
     let listen = config.listen;
     match edge_proxy::build(config) {

@@ -300,10 +300,21 @@ impl LogFormat {
 /// Installs the global tracing subscriber. `RUST_LOG` overrides `filter`. Lines are written by a
 /// dedicated thread (tracing-appender's non-blocking writer): a slow stdout cannot stall requests,
 /// and if the writer falls far behind, lines are dropped rather than queued without bound. Keep the
-/// returned guard alive for the life of the process; dropping it flushes.
+/// returned guard alive for the life of the process; dropping it flushes. Records of the `log`
+/// crate (pingora's) become tracing events too.
 pub fn init_tracing(
     format: LogFormat,
     filter: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
+    init_tracing_with(format, filter, None)
+}
+
+/// `init_tracing`, with `log` records going through `bridge` (which decides what reaches tracing)
+/// instead of straight to tracing.
+pub fn init_tracing_with(
+    format: LogFormat,
+    filter: &str,
+    bridge: Option<Box<dyn log::Log>>,
 ) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -311,10 +322,24 @@ pub fn init_tracing(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+        LogFormat::Pretty => Box::new(builder.finish()),
     };
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        use tracing_log::AsLog as _;
+        let max = tracing::level_filters::LevelFilter::current().as_log();
+        // Only the first installation in a process takes; later ones change nothing.
+        let _installed = match bridge {
+            Some(bridge) => log::set_boxed_logger(bridge)
+                .map(|()| log::set_max_level(max))
+                .is_ok(),
+            None => tracing_log::LogTracer::builder()
+                .with_max_level(max)
+                .init()
+                .is_ok(),
+        };
+    }
     guard
 }
 
