@@ -74,6 +74,7 @@ pub struct Config {
     pub max_concurrent_checks: usize,
     pub max_body_bytes: u64,
     pub body_timeouts: BodyTimeouts,
+    pub websocket: crate::http::body::WebSocketLimits,
     pub connections: ConnLimits,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<Route>,
@@ -179,6 +180,7 @@ impl Config {
         let sessions = SessionsConfig::from_raw(&raw.sessions, &raw.upstreams, &mut p);
         let login = p.take(crate::throttle::ThrottlePolicy::from_raw(&raw.login));
         let body_timeouts = BodyTimeouts::from_raw(&raw.limits, &mut p);
+        let websocket = crate::http::body::WebSocketLimits::from_raw(&raw.limits, &mut p);
         let connections = ConnLimits::from_raw(&raw.limits, &trusted_proxies, &mut p);
         let routes = crate::policy::routing::routes_from_raw(&raw, &mut p);
         let log_format = p.take(LogFormat::parse(&raw.log.format));
@@ -201,6 +203,7 @@ impl Config {
                 max_concurrent_checks: raw.login.max_concurrent_checks,
                 max_body_bytes: raw.limits.max_body_bytes,
                 body_timeouts,
+                websocket,
                 connections,
                 upstreams,
                 routes,

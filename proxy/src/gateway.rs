@@ -40,6 +40,7 @@ pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 mod admission;
 pub(crate) mod caching;
 mod endpoints;
+pub(crate) mod websocket;
 
 use self::admission::Admit;
 
@@ -60,6 +61,7 @@ pub(crate) struct Gateway {
     pub(crate) access_log: AccessLog,
     pub(crate) request_metrics: bool,
     pub(crate) body_timeouts: BodyTimeouts,
+    pub(crate) websocket: crate::http::body::WebSocketLimits,
     pub(crate) security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
     pub(crate) clock: SharedClock,
     /// The edge cache, when any route has `[routes.cache]`.
@@ -165,6 +167,9 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if session.was_upgraded() {
+            return self.websocket_bytes(ctx, chunk.as_ref(), true);
+        }
         // Failing here aborts the upstream request before the body completes (R-HTTP-1).
         if conn::body_violation(session.as_downstream().stream()).is_some() {
             self.metrics
@@ -197,6 +202,7 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
+        self.websocket_peer(ctx, &mut peer);
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
     }
@@ -349,6 +355,19 @@ impl ProxyHttp for Gateway {
             &ctx.cors,
             &ctx.request_id,
         )
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<Duration>> {
+        if session.was_upgraded() {
+            self.websocket_bytes(ctx, body.as_ref(), false)?;
+        }
+        Ok(None)
     }
 
     async fn upstream_response_filter(

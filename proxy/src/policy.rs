@@ -1,5 +1,5 @@
 //! Pure request policy: routing, CORS, inbound identity headers, the client address and API
-//! versions. Nothing here knows pingora (the `layering` test fails if it does), so every rule is
+//! versions, WebSocket frames. Nothing here knows pingora (the `layering` test fails if it does), so every rule is
 //! unit-tested without a server.
 
 pub(crate) mod caching;
@@ -8,3 +8,4 @@ pub(crate) mod cors;
 pub(crate) mod inbound;
 pub(crate) mod routing;
 pub(crate) mod versioning;
+pub(crate) mod websocket;

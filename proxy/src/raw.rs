@@ -295,6 +295,11 @@ pub struct RawLimits {
     pub header_timeout_ms: u64,
     /// Open connections per client IP (TCP peer; `trusted_proxies` are exempt). 0 = no limit.
     pub max_connections_per_ip: usize,
+    /// A WebSocket connection that carries nothing in one direction this long is closed.
+    pub websocket_idle_timeout_ms: u64,
+    /// The largest WebSocket frame payload, in either direction; a bigger frame closes the
+    /// connection.
+    pub websocket_max_frame_bytes: u64,
 }
 
 impl Default for RawLimits {
@@ -306,6 +311,8 @@ impl Default for RawLimits {
             body_min_rate_grace_ms: 20_000,
             header_timeout_ms: 10_000,
             max_connections_per_ip: 100,
+            websocket_idle_timeout_ms: 60_000,
+            websocket_max_frame_bytes: 1024 * 1024,
         }
     }
 }
@@ -358,6 +365,9 @@ pub struct RawRoute {
     pub versioning: Option<String>,
     /// The edge cache for this route (DESIGN.md 7.2); absent: never cached.
     pub cache: Option<RawRouteCache>,
+    /// Forward WebSocket handshakes (and nothing else that upgrades) to the upstream.
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 /// `[routes.cache]`.

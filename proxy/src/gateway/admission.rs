@@ -60,7 +60,11 @@ impl Gateway {
         }
         let route = Arc::clone(self.routes.route(path).ok_or(ProxyError::NotFound)?);
         ctx.handler = Handler::Route(Arc::clone(&route));
-        self.route_checks(&route, session.req_header(), ctx).await
+        let admit = self.route_checks(&route, session.req_header(), ctx).await?;
+        if matches!(admit, Admit::Forward) {
+            self.websocket_admission(&route, session, ctx);
+        }
+        Ok(admit)
     }
 
     /// A route's checks: CORS, methods, the declared body, authentication.

@@ -36,6 +36,25 @@ impl BodyTimeouts {
     }
 }
 
+/// What a WebSocket connection may do once upgraded (`[limits] websocket_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketLimits {
+    pub idle: Duration,
+    pub max_frame: u64,
+}
+
+impl WebSocketLimits {
+    pub fn from_raw(l: &RawLimits, p: &mut Problems) -> Self {
+        if l.websocket_idle_timeout_ms == 0 || l.websocket_max_frame_bytes == 0 {
+            p.push("limits.websocket_idle_timeout_ms and websocket_max_frame_bytes: must be greater than 0");
+        }
+        Self {
+            idle: Duration::from_millis(l.websocket_idle_timeout_ms),
+            max_frame: l.websocket_max_frame_bytes,
+        }
+    }
+}
+
 /// Counts a request body as it streams and decides when to refuse it. A refusal is kept here, so
 /// the error phase answers with exactly what was decided.
 #[derive(Debug)]

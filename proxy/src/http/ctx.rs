@@ -101,6 +101,8 @@ pub(crate) struct RequestCtx {
     pub api_version: Option<usize>,
     /// What the edge cache does with this request (cached routes only).
     pub cache: CacheCtx,
+    /// A WebSocket handshake on a route that allows them: a frame meter per direction.
+    pub websocket: Option<Box<crate::gateway::websocket::Meters>>,
     /// Security headers for proxy-generated answers (shared with the gateway).
     pub security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
@@ -123,6 +125,7 @@ impl RequestCtx {
             cors: CorsAnswer::default(),
             api_version: None,
             cache: CacheCtx::None,
+            websocket: None,
             security_headers,
         }
     }

@@ -62,7 +62,11 @@ pub(crate) fn strip_plan(headers: &HeaderMap) -> Result<Vec<String>, ProxyError>
                 return Err(ProxyError::InvalidRequest);
             }
             let lower = opt.to_ascii_lowercase();
-            if lower != "keep-alive" && lower != "close" && !doomed.contains(&lower) {
+            // `Upgrade` is left to pingora's upstream request policy, which forwards it for a
+            // WebSocket handshake on a WebSocket route only (`gateway::websocket`).
+            if !matches!(lower.as_str(), "keep-alive" | "close" | "upgrade")
+                && !doomed.contains(&lower)
+            {
                 doomed.push(lower);
             }
         }

@@ -63,6 +63,8 @@ pub struct Route<P = ()> {
     pub versioning: Option<Arc<Versioning>>,
     /// The edge cache of this route.
     pub cache: Option<RouteCache>,
+    /// WebSocket handshakes are forwarded (`policy::websocket`).
+    pub websocket: bool,
 }
 
 impl Route {
@@ -81,6 +83,7 @@ impl Route {
             cors: self.cors,
             versioning: self.versioning,
             cache: self.cache,
+            websocket: self.websocket,
         }
     }
 }
@@ -187,6 +190,11 @@ impl Route {
                 "{key}.cache.ttl_seconds: the route allows neither GET nor HEAD, so nothing is stored"
             ));
         }
+        if r.websocket && cache.as_ref().is_some_and(RouteCache::stores) {
+            p.push(format!(
+                "{key}.websocket: a WebSocket route cannot store answers in the edge cache"
+            ));
+        }
         Some(Self {
             name: r.name.clone(),
             prefix: r.prefix.clone(),
@@ -200,6 +208,7 @@ impl Route {
             cors,
             versioning,
             cache,
+            websocket: r.websocket,
         })
     }
 }
@@ -393,6 +402,7 @@ mod tests {
             cors: None,
             versioning: None,
             cache: None,
+            websocket: false,
         }
     }
 

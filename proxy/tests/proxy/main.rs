@@ -21,3 +21,4 @@ mod throttle;
 mod throttle_contract;
 mod tokens;
 mod versioning;
+mod websocket;
