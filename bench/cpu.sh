@@ -27,12 +27,14 @@
 # Then the added latency (p50, p99) over direct at 1 and 32 connections for the same targets.
 # Loopback only; every run is bounded by DURATION.
 #
-# Usage: bench/cpu.sh   (env: ROUNDS=3 DURATION=10s CONNECTIONS=32 PROXY_CPU=0 LOAD_CPU=1 TARGETS="…")
+# Usage: bench/cpu.sh   (env: ROUNDS=3 DURATION=10s CONNECTIONS=32 PROXY_CPU=0 LOAD_CPU=1 TARGETS="…"
+#                       LATENCY_CONNECTIONS="1 32", empty for the CPU figures only)
 #        PROFILE=edge-public TARGETS=edge-public bench/cpu.sh   (perf profile of one target instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-10s}" CONNECTIONS="${CONNECTIONS:-32}"
 PROXY_CPU="${PROXY_CPU:-0}" LOAD_CPU="${LOAD_CPU:-1}"
+LATENCY_CONNECTIONS="${LATENCY_CONNECTIONS-1 32}"   # empty: CPU figures only
 ALL="nginx haproxy haproxy-jwt floor edge-public edge-auth-mem edge-auth-redis edge-eddsa"
 TARGETS="${TARGETS:-$ALL}"
 
@@ -396,7 +398,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 : > "$work/lat"
-for conns in 1 32; do
+for conns in $LATENCY_CONNECTIONS; do
   echo "latency at $conns connection(s)" >&2
   for r in $(seq 1 "$ROUNDS"); do
     read -r _ _ p50 p99 < <(wrk_run "$conns" "http://127.0.0.1:$S/x" "")
@@ -424,8 +426,9 @@ lat_rows = {}
 for line in open(lat):
     c, t, p50, p99 = line.split()
     lat_rows.setdefault((c, t), []).append((float(p50), float(p99)))
-print(f"\n{'added latency over direct':<26} {'p50 us':>8} {'p99 us':>8}")
-for c in ("1", "32"):
+if lat_rows:
+    print(f"\n{'added latency over direct':<26} {'p50 us':>8} {'p99 us':>8}")
+for c in sorted({c for c, _ in lat_rows}, key=int):
     d50 = statistics.median(p for p, _ in lat_rows[(c, "direct")])
     d99 = statistics.median(p for _, p in lat_rows[(c, "direct")])
     for t in targets:

@@ -9,6 +9,11 @@ use edge_proxy::admin::client::{self, AdminCommand};
 use edge_proxy::Config;
 use pingora::server::RunArgs;
 
+/// mimalloc rather than glibc's allocator: every request allocates its context, header maps and
+/// buffers, and malloc and free were about a fifth of the proxy's instructions (issue 13's profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "edge-proxy", version, about = "Security edge proxy")]
 struct Cli {
