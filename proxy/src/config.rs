@@ -38,6 +38,8 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
     pub keepalive_idle: Duration,
+    /// `None`: no limit.
+    pub keepalive_requests: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -231,6 +233,7 @@ impl ServerSettings {
             graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_seconds),
             upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
             keepalive_idle: Duration::from_secs(s.keepalive_idle_seconds),
+            keepalive_requests: (s.keepalive_requests > 0).then_some(s.keepalive_requests),
         }
     }
 }

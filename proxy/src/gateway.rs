@@ -18,15 +18,15 @@ use pingora::{Error, ErrorType};
 use crate::clock::SharedClock;
 use crate::error::ProxyError;
 use crate::http::body::{self, BodyTimeouts};
-use crate::http::ctx::{Handler, RequestCtx};
+use crate::http::ctx::RequestCtx;
 use crate::http::respond::{self, Synthetic};
 use crate::http::upstream::Target;
 use crate::http::{conn, headers, pingora_error};
 use crate::login::flow::LoginFlow;
 use crate::login::logout::Logout;
 use crate::login::SessionsConfig;
-use crate::obs::access_log::{AccessEntry, AccessLog};
-use crate::obs::metrics::{bounded_method, InFlight, Metrics, RequestMetrics};
+use crate::obs::access_log::AccessLog;
+use crate::obs::metrics::{InFlight, Metrics};
 use crate::obs::trace::TraceParent;
 use crate::policy::client::IpNet;
 use crate::policy::routing::RouteTable;
@@ -40,9 +40,12 @@ pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 mod admission;
 pub(crate) mod caching;
 mod endpoints;
+mod finish;
+mod peers;
 pub(crate) mod websocket;
 
 use self::admission::Admit;
+pub(crate) use self::endpoints::EndpointMetrics;
 
 /// Everything the gateway needs, built once from `Config` in `lib.rs`.
 pub(crate) struct Gateway {
@@ -66,37 +69,6 @@ pub(crate) struct Gateway {
     pub(crate) clock: SharedClock,
     /// The edge cache, when any route has `[routes.cache]`.
     pub(crate) cache: Option<caching::EdgeCache>,
-}
-
-/// Request metrics of everything that is not a route.
-pub(crate) struct EndpointMetrics {
-    login: RequestMetrics,
-    logout: RequestMetrics,
-    logout_all: RequestMetrics,
-    jwks: RequestMetrics,
-    none: RequestMetrics,
-}
-
-impl EndpointMetrics {
-    pub(crate) fn new(m: &Metrics) -> Self {
-        Self {
-            login: m.for_handler(Handler::Login.label()),
-            logout: m.for_handler(Handler::Logout.label()),
-            logout_all: m.for_handler(Handler::LogoutAll.label()),
-            jwks: m.for_handler(Handler::Jwks.label()),
-            none: m.for_handler(Handler::None.label()),
-        }
-    }
-
-    fn of(&self, h: &Handler) -> &RequestMetrics {
-        match h {
-            Handler::Login => &self.login,
-            Handler::Logout => &self.logout,
-            Handler::LogoutAll => &self.logout_all,
-            Handler::Jwks => &self.jwks,
-            Handler::None | Handler::Route(_) => &self.none,
-        }
-    }
 }
 
 /// The pingora error that aborts a request whose body the meter refused (the meter keeps the
@@ -202,12 +174,12 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.connect_timeout);
         peer.options.read_timeout = Some(pool.read_timeout);
+        peer.options.idle_timeout = Some(pool.idle_timeout);
         self.websocket_peer(ctx, &mut peer);
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
-    /// Passive health: a peer that accepted a new connection is up.
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
@@ -217,42 +189,20 @@ impl ProxyHttp for Gateway {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let (false, Some(dest), Some(addr)) = (
-            reused,
-            ctx.dest(),
-            pingora::upstreams::peer::Peer::address(peer).as_inet(),
-        ) {
-            dest.pool.observe(*addr, true);
+        if !reused {
+            peers::connected(peer, ctx);
         }
         Ok(())
     }
 
-    /// Passive health: a peer that refused a connection is down; an idempotent request gets one
-    /// more try, on another peer.
     fn fail_to_connect(
         &self,
         session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let (Some(dest), Some(addr)) = (
-            ctx.dest(),
-            pingora::upstreams::peer::Peer::address(peer)
-                .as_inet()
-                .copied(),
-        ) else {
-            return e;
-        };
-        dest.pool.observe(addr, false);
-        if dest
-            .pool
-            .may_retry(&session.req_header().method, ctx.connect_retry.is_some())
-        {
-            ctx.connect_retry = Some(addr);
-            e.set_retry(true);
-        }
-        e
+        peers::connect_failed(&session.req_header().method, peer, ctx, e)
     }
 
     async fn upstream_request_filter(
@@ -430,30 +380,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let body_done = !body::has_body(session.req_header()) || session.is_body_done();
-        conn::request_done(session.as_downstream().stream(), body_done);
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.handler.label();
-        let method = bounded_method(&session.req_header().method);
-        let elapsed = ctx.started.elapsed();
-        if self.request_metrics {
-            let handles = match &ctx.handler {
-                Handler::Route(r) => &r.target.requests,
-                other => self.endpoint_metrics.of(other),
-            };
-            handles.record(&session.req_header().method, status, elapsed.as_secs_f64());
-        }
-        self.access_log.record(&AccessEntry {
-            request_id: ctx.rid(),
-            trace_id: ctx.trace.as_ref().map_or("-", TraceParent::trace_id),
-            route,
-            upstream: ctx.dest().map_or("-", |d| d.name.as_str()),
-            api_version: ctx.version().map_or("-", |v| v.version.as_str()),
-            method,
-            status,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            auth: ctx.auth.label(),
-            client: ctx.client_ip,
-        });
+        self.request_finished(session, ctx);
     }
 }

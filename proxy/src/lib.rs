@@ -170,8 +170,12 @@ pub fn build_with(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         clock,
     };
     let gateway = gateway(&config, &parts)?;
+    let mut proxy_app = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.keepalive_request_limit = config.server.keepalive_requests;
+    proxy_app.server_options = Some(options);
     let app = http::conn::EdgeApp::new(
-        pingora::proxy::http_proxy(&server.configuration, gateway),
+        proxy_app,
         config.connections.clone(),
         &parts.metrics.connections_open,
         &parts.metrics.connections_refused,

@@ -101,6 +101,9 @@ pub struct RawServer {
     pub upstream_keepalive_pool_size: usize,
     /// Idle time a client keep-alive connection is kept open.
     pub keepalive_idle_seconds: u64,
+    /// Requests one client connection may carry before the proxy closes it (nginx's
+    /// `keepalive_requests`, 1000): per-connection memory is freed now and then. 0: no limit.
+    pub keepalive_requests: u32,
 }
 
 impl Default for RawServer {
@@ -111,6 +114,7 @@ impl Default for RawServer {
             graceful_shutdown_timeout_seconds: 10,
             upstream_keepalive_pool_size: 128,
             keepalive_idle_seconds: 15,
+            keepalive_requests: 1000,
         }
     }
 }
@@ -329,6 +333,9 @@ pub struct RawUpstream {
     pub health_check_interval_ms: u64,
     #[serde(default = "default_panic_threshold")]
     pub panic_threshold: f64,
+    /// How long an idle pooled connection to a peer is kept (nginx's upstream `keepalive_timeout`).
+    #[serde(default = "default_upstream_idle")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -342,6 +349,9 @@ fn default_health_interval() -> u64 {
 }
 fn default_panic_threshold() -> f64 {
     0.5
+}
+fn default_upstream_idle() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Deserialize)]

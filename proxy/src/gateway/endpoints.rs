@@ -1,5 +1,6 @@
 //! The proxy's own endpoints, answered in the request filter: the JWKS of own keys, login, logout
-//! and logout-all. Each reads what it needs from the request and calls its stage.
+//! and logout-all. Each reads what it needs from the request and calls its stage. Their request
+//! metrics (and those of refusals before any route) are resolved once, in `EndpointMetrics`.
 
 use http::{Method, StatusCode};
 use pingora::http::RequestHeader;
@@ -12,7 +13,39 @@ use crate::http::body;
 use crate::http::ctx::{Handler, RequestCtx};
 use crate::http::respond::Synthetic;
 use crate::login::flow::LoginClient;
+use crate::obs::metrics::{Metrics, RequestMetrics};
 use crate::tokens::authn::{AuthOutcome, Credentials};
+
+/// Request metrics of everything that is not a route.
+pub(crate) struct EndpointMetrics {
+    login: RequestMetrics,
+    logout: RequestMetrics,
+    logout_all: RequestMetrics,
+    jwks: RequestMetrics,
+    none: RequestMetrics,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(m: &Metrics) -> Self {
+        Self {
+            login: m.for_handler(Handler::Login.label()),
+            logout: m.for_handler(Handler::Logout.label()),
+            logout_all: m.for_handler(Handler::LogoutAll.label()),
+            jwks: m.for_handler(Handler::Jwks.label()),
+            none: m.for_handler(Handler::None.label()),
+        }
+    }
+
+    pub(super) fn of(&self, h: &Handler) -> &RequestMetrics {
+        match h {
+            Handler::Login => &self.login,
+            Handler::Logout => &self.logout,
+            Handler::LogoutAll => &self.logout_all,
+            Handler::Jwks => &self.jwks,
+            Handler::None | Handler::Route(_) => &self.none,
+        }
+    }
+}
 
 /// The proxy's own endpoints.
 pub(super) enum Endpoint {

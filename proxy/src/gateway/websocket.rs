@@ -15,13 +15,7 @@ use super::Gateway;
 use crate::http::ctx::RequestCtx;
 use crate::http::upstream::Target;
 use crate::policy::routing::Route;
-use crate::policy::websocket::{is_handshake, FrameMeter};
-
-/// The frames of both directions of one WebSocket connection.
-pub(crate) struct Meters {
-    to_upstream: FrameMeter,
-    to_client: FrameMeter,
-}
+use crate::policy::websocket::{is_handshake, Meters};
 
 impl Gateway {
     /// The request filter's last step: a real handshake on a WebSocket route gets its meters, and
@@ -36,10 +30,7 @@ impl Gateway {
         if route.websocket
             && is_handshake(&req.method, req.version == Version::HTTP_11, &req.headers)
         {
-            ctx.websocket = Some(Box::new(Meters {
-                to_upstream: FrameMeter::new(self.websocket.max_frame),
-                to_client: FrameMeter::new(self.websocket.max_frame),
-            }));
+            ctx.websocket = Some(Box::new(Meters::new(self.websocket.max_frame)));
             session.set_read_timeout(Some(self.websocket.idle));
         }
     }

@@ -102,7 +102,7 @@ pub(crate) struct RequestCtx {
     /// What the edge cache does with this request (cached routes only).
     pub cache: CacheCtx,
     /// A WebSocket handshake on a route that allows them: a frame meter per direction.
-    pub websocket: Option<Box<crate::gateway::websocket::Meters>>,
+    pub websocket: Option<Box<crate::policy::websocket::Meters>>,
     /// Security headers for proxy-generated answers (shared with the gateway).
     pub security_headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
 }

@@ -34,6 +34,8 @@ pub struct UpstreamConfig {
     pub health_check_interval: Duration,
     /// Below this share of healthy peers, every peer is tried (0 turns panic mode off).
     pub panic_threshold: f64,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
 }
 
 impl UpstreamConfig {
@@ -73,6 +75,7 @@ impl UpstreamConfig {
             read_timeout: Duration::from_millis(u.read_timeout_ms),
             health_check_interval: Duration::from_millis(u.health_check_interval_ms),
             panic_threshold: u.panic_threshold,
+            idle_timeout: Duration::from_millis(u.idle_timeout_ms),
         }
     }
 }
@@ -184,6 +187,7 @@ pub struct Pool {
     panic_threshold: f64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -243,6 +247,7 @@ impl Pool {
             panic_threshold: cfg.panic_threshold,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
+            idle_timeout: cfg.idle_timeout,
         }
     }
 
@@ -327,6 +332,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             health_check_interval: Duration::from_secs(1),
             panic_threshold,
+            idle_timeout: Duration::from_secs(1),
         };
         Pool::with_peers(&cfg, Arc::new(Peers(peers)))
     }

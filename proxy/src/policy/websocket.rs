@@ -52,6 +52,21 @@ pub(crate) struct FrameMeter {
     failed: Option<FrameError>,
 }
 
+/// The frames of both directions of one WebSocket connection.
+pub(crate) struct Meters {
+    pub to_upstream: FrameMeter,
+    pub to_client: FrameMeter,
+}
+
+impl Meters {
+    pub(crate) fn new(max_payload: u64) -> Self {
+        Self {
+            to_upstream: FrameMeter::new(max_payload),
+            to_client: FrameMeter::new(max_payload),
+        }
+    }
+}
+
 /// The header length a frame's first two bytes announce (2 to 14).
 fn header_len(b1: u8) -> usize {
     let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
