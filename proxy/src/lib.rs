@@ -259,8 +259,12 @@ fn authenticator(
     )))
 }
 
-fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
-    let routes = config
+/// Every route bound to its pools and metric handles.
+fn bound_routes(
+    config: &Config,
+    parts: &Parts,
+) -> anyhow::Result<Vec<policy::routing::Route<http::upstream::Target>>> {
+    config
         .routes
         .iter()
         .map(|r| {
@@ -290,7 +294,29 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
                 },
             }))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// The edge cache's shared parts, when any route has `[routes.cache]`.
+fn edge_cache(
+    config: &Config,
+    stores: &Stores,
+    metrics: &obs::metrics::Metrics,
+) -> Option<gateway::caching::EdgeCache> {
+    config
+        .routes
+        .iter()
+        .any(|r| r.cache.is_some())
+        .then(|| gateway::caching::EdgeCache {
+            storage: gateway::caching::storage(&config.cache, stores.redis.as_ref(), metrics),
+            lock: gateway::caching::lock(config.cache.lock_timeout),
+            generations: Arc::clone(&stores.generations),
+            max_object: config.cache.max_object_bytes,
+        })
+}
+
+fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
+    let routes = bound_routes(config, parts)?;
     let authn = authenticator(config, parts)?;
     let own = Arc::clone(&authn.tokens.own);
     let asserter = Arc::new(tokens::assertion::Asserter::from_config(&config.identity));
@@ -300,22 +326,9 @@ fn gateway(config: &Config, parts: &Parts) -> anyhow::Result<Gateway> {
     )
     .context("building the credential-check client")?;
     let Stores {
-        sessions,
-        attempts,
-        generations,
-        redis,
+        sessions, attempts, ..
     } = &parts.stores;
-    let cache =
-        config
-            .routes
-            .iter()
-            .any(|r| r.cache.is_some())
-            .then(|| gateway::caching::EdgeCache {
-                storage: gateway::caching::storage(&config.cache, redis.as_ref(), &parts.metrics),
-                lock: gateway::caching::lock(config.cache.lock_timeout),
-                generations: Arc::clone(generations),
-                max_object: config.cache.max_object_bytes,
-            });
+    let cache = edge_cache(config, &parts.stores, &parts.metrics);
     Ok(Gateway {
         routes: policy::routing::RouteTable::new(routes),
         endpoint_metrics: gateway::EndpointMetrics::new(&parts.metrics),

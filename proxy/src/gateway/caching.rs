@@ -61,20 +61,9 @@ impl Gateway {
         };
         let subject = ctx.caller.as_ref().map(crate::tokens::Verified::subject);
         if !is_safe(&req.method) {
-            let scopes: Vec<String> = cache
-                .invalidates
-                .iter()
-                .filter_map(|(name, mode)| match (mode, &subject) {
-                    (crate::policy::caching::CacheMode::PerUser, None) => None,
-                    (mode, s) => Some(scope(name, *mode, s.as_deref().unwrap_or_default())),
-                })
-                .collect();
-            if !scopes.is_empty() {
-                self.metrics
-                    .store_call("cache_invalidate", edge.generations.bump(&scopes))
-                    .await?;
-            }
-            ctx.cache = CacheCtx::Write { scopes };
+            ctx.cache = CacheCtx::Write {
+                scopes: self.invalidate(edge, cache, subject.as_deref()).await?,
+            };
             return Ok(());
         }
         if !cache.stores() || req.method == Method::OPTIONS {
@@ -112,6 +101,30 @@ impl Gateway {
             storable: None,
         };
         Ok(())
+    }
+
+    /// A write's first round of new generations: the scopes its route invalidates (the caller's
+    /// own, in `per_user` mode), renewed before it is forwarded.
+    async fn invalidate(
+        &self,
+        edge: &EdgeCache,
+        cache: &RouteCache,
+        subject: Option<&str>,
+    ) -> Result<Vec<String>, ProxyError> {
+        let scopes: Vec<String> = cache
+            .invalidates
+            .iter()
+            .filter_map(|(name, mode)| match (mode, subject) {
+                (crate::policy::caching::CacheMode::PerUser, None) => None,
+                (mode, s) => Some(scope(name, *mode, s.unwrap_or_default())),
+            })
+            .collect();
+        if !scopes.is_empty() {
+            self.metrics
+                .store_call("cache_invalidate", edge.generations.bump(&scopes))
+                .await?;
+        }
+        Ok(scopes)
     }
 
     /// pingora's `request_cache_filter`: turns the cache on for a keyed read.

@@ -137,27 +137,7 @@ pub(crate) fn routes_from_raw(raw: &RawConfig, p: &mut Problems) -> Vec<Route> {
 impl Route {
     /// Validates one route; `key` names it in problems.
     fn from_raw(key: &str, r: &RawRoute, d: &RouteDefaults<'_>, p: &mut Problems) -> Option<Self> {
-        let label_chars = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if r.name.is_empty() || !r.name.chars().all(label_chars) {
-            p.push(format!(
-                "{key}.name: use letters, digits, `-` and `_` (it is a metric label)"
-            ));
-        }
-        if !valid_prefix(&r.prefix) {
-            p.push(format!(
-                "{key}.prefix: `{}` must start with / and not end with / (except `/` itself)",
-                r.prefix
-            ));
-        }
-        if !d.upstreams.contains_key(&r.upstream) {
-            p.push(format!(
-                "{key}.upstream: no upstream named `{}`",
-                r.upstream
-            ));
-        }
-        if r.max_body_bytes == Some(0) {
-            p.push(format!("{key}.max_body_bytes: must be greater than 0"));
-        }
+        check_fields(key, r, d, p);
         let methods: Vec<Method> = match &r.methods {
             None => DEFAULT_METHODS.to_vec(),
             Some(list) => list
@@ -166,35 +146,13 @@ impl Route {
                 .collect(),
         };
         let cors = route_cors(key, r.cors.as_deref(), d, p);
-        let versioning = r.versioning.as_deref().and_then(|name| {
-            let scheme = d.versioning.get(name).cloned();
-            // A scheme that is defined but invalid was reported already.
-            if scheme.is_none() && !d.versioning_defined.contains_key(name) {
-                p.push(format!(
-                    "{key}.versioning: no versioning scheme named `{name}` (define [versioning.{name}])"
-                ));
-            }
-            scheme
-        });
+        let versioning = route_versioning(key, r.versioning.as_deref(), d, p);
         let auth = p.take(AuthMode::parse(&r.auth).map_err(|e| format!("{key}.auth: {e}")))?;
         let cache = r
             .cache
             .as_ref()
             .and_then(|c| RouteCache::from_raw(key, c, auth == AuthMode::None, p));
-        if cache.as_ref().is_some_and(RouteCache::stores)
-            && !methods
-                .iter()
-                .any(|m| *m == Method::GET || *m == Method::HEAD)
-        {
-            p.push(format!(
-                "{key}.cache.ttl_seconds: the route allows neither GET nor HEAD, so nothing is stored"
-            ));
-        }
-        if r.websocket && cache.as_ref().is_some_and(RouteCache::stores) {
-            p.push(format!(
-                "{key}.websocket: a WebSocket route cannot store answers in the edge cache"
-            ));
-        }
+        check_cache(key, r, cache.as_ref(), &methods, p);
         Some(Self {
             name: r.name.clone(),
             prefix: r.prefix.clone(),
@@ -210,6 +168,72 @@ impl Route {
             cache,
             websocket: r.websocket,
         })
+    }
+}
+
+/// A route's own fields: a label-safe name, a prefix, a known upstream, a body limit above 0.
+fn check_fields(key: &str, r: &RawRoute, d: &RouteDefaults<'_>, p: &mut Problems) {
+    let label_chars = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if r.name.is_empty() || !r.name.chars().all(label_chars) {
+        p.push(format!(
+            "{key}.name: use letters, digits, `-` and `_` (it is a metric label)"
+        ));
+    }
+    if !valid_prefix(&r.prefix) {
+        p.push(format!(
+            "{key}.prefix: `{}` must start with / and not end with / (except `/` itself)",
+            r.prefix
+        ));
+    }
+    if !d.upstreams.contains_key(&r.upstream) {
+        p.push(format!(
+            "{key}.upstream: no upstream named `{}`",
+            r.upstream
+        ));
+    }
+    if r.max_body_bytes == Some(0) {
+        p.push(format!("{key}.max_body_bytes: must be greater than 0"));
+    }
+}
+
+/// The versioning scheme a route names (a scheme that is defined but invalid was reported already).
+fn route_versioning(
+    key: &str,
+    name: Option<&str>,
+    d: &RouteDefaults<'_>,
+    p: &mut Problems,
+) -> Option<Arc<Versioning>> {
+    let name = name?;
+    let scheme = d.versioning.get(name).cloned();
+    if scheme.is_none() && !d.versioning_defined.contains_key(name) {
+        p.push(format!(
+            "{key}.versioning: no versioning scheme named `{name}` (define [versioning.{name}])"
+        ));
+    }
+    scheme
+}
+
+/// A cache that stores needs a route that answers GET or HEAD, and no WebSocket upgrades.
+fn check_cache(
+    key: &str,
+    r: &RawRoute,
+    cache: Option<&RouteCache>,
+    methods: &[Method],
+    p: &mut Problems,
+) {
+    if cache.is_some_and(RouteCache::stores)
+        && !methods
+            .iter()
+            .any(|m| *m == Method::GET || *m == Method::HEAD)
+    {
+        p.push(format!(
+            "{key}.cache.ttl_seconds: the route allows neither GET nor HEAD, so nothing is stored"
+        ));
+    }
+    if r.websocket && cache.is_some_and(RouteCache::stores) {
+        p.push(format!(
+            "{key}.websocket: a WebSocket route cannot store answers in the edge cache"
+        ));
     }
 }
 

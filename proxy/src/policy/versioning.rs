@@ -227,70 +227,8 @@ impl Versioning {
         p: &mut Problems,
     ) -> Option<Self> {
         let key = format!("versioning.{name}");
-        let header = match HeaderName::try_from(r.header.as_str()) {
-            Ok(h) if crate::policy::inbound::is_stripped(h.as_str()) => {
-                p.push(format!(
-                    "{key}.header: `{}` is an identity header the proxy strips",
-                    r.header
-                ));
-                None
-            }
-            Ok(h) if ["host", "authorization", "accept", "connection"].contains(&h.as_str()) => {
-                p.push(format!(
-                    "{key}.header: `{}` cannot carry a version",
-                    r.header
-                ));
-                None
-            }
-            Ok(h) => Some(h),
-            Err(_) => {
-                p.push(format!("{key}.header: `{}` is not a header name", r.header));
-                None
-            }
-        };
-        let mut seen = HashSet::new();
-        for v in r.supported.iter().chain(&r.retired) {
-            if !is_date_version(v) {
-                p.push(format!("{key}: `{v}` is not a date version (YYYY-MM-DD)"));
-            }
-            if !seen.insert(v.as_str()) {
-                p.push(format!(
-                    "{key}: `{v}` is listed twice (supported and retired are disjoint)"
-                ));
-            }
-        }
-        if r.supported.is_empty() {
-            p.push(format!("{key}.supported: list at least one version"));
-        }
-        if !r.supported.contains(&r.default) {
-            p.push(format!(
-                "{key}.default: `{}` is not in `supported`",
-                r.default
-            ));
-        }
-        if r.deprecated.contains_key(&r.default) {
-            p.push(format!(
-                "{key}.default: `{}` is deprecated; the default must be a current version",
-                r.default
-            ));
-        }
-        for v in r.deprecated.keys() {
-            if !r.supported.contains(v) {
-                p.push(format!(
-                    "{key}.deprecated.\"{v}\": not in `supported` (a version past its sunset goes in `retired`)"
-                ));
-            }
-        }
-        for (v, pool) in &r.upstreams {
-            if !r.supported.contains(v) {
-                p.push(format!("{key}.upstreams.\"{v}\": not in `supported`"));
-            }
-            if !upstreams.contains_key(pool) {
-                p.push(format!(
-                    "{key}.upstreams.\"{v}\": no upstream named `{pool}`"
-                ));
-            }
-        }
+        let header = scheme_header(&key, &r.header, p);
+        check_version_lists(&key, r, upstreams, p);
         let header = header?;
         let mut supported = r.supported.clone();
         supported.sort();
@@ -316,6 +254,80 @@ impl Versioning {
             retired,
             supported,
         })
+    }
+}
+
+/// The scheme's version header: a header name the proxy neither strips nor needs for itself.
+fn scheme_header(key: &str, raw: &str, p: &mut Problems) -> Option<HeaderName> {
+    match HeaderName::try_from(raw) {
+        Ok(h) if crate::policy::inbound::is_stripped(h.as_str()) => {
+            p.push(format!(
+                "{key}.header: `{raw}` is an identity header the proxy strips"
+            ));
+            None
+        }
+        Ok(h) if ["host", "authorization", "accept", "connection"].contains(&h.as_str()) => {
+            p.push(format!("{key}.header: `{raw}` cannot carry a version"));
+            None
+        }
+        Ok(h) => Some(h),
+        Err(_) => {
+            p.push(format!("{key}.header: `{raw}` is not a header name"));
+            None
+        }
+    }
+}
+
+/// The version lists agree: date versions, each listed once, a current default, deprecations and
+/// per-version upstreams only for supported versions, and upstreams that exist.
+fn check_version_lists(
+    key: &str,
+    r: &RawVersioning,
+    upstreams: &BTreeMap<String, RawUpstream>,
+    p: &mut Problems,
+) {
+    let mut seen = HashSet::new();
+    for v in r.supported.iter().chain(&r.retired) {
+        if !is_date_version(v) {
+            p.push(format!("{key}: `{v}` is not a date version (YYYY-MM-DD)"));
+        }
+        if !seen.insert(v.as_str()) {
+            p.push(format!(
+                "{key}: `{v}` is listed twice (supported and retired are disjoint)"
+            ));
+        }
+    }
+    if r.supported.is_empty() {
+        p.push(format!("{key}.supported: list at least one version"));
+    }
+    if !r.supported.contains(&r.default) {
+        p.push(format!(
+            "{key}.default: `{}` is not in `supported`",
+            r.default
+        ));
+    }
+    if r.deprecated.contains_key(&r.default) {
+        p.push(format!(
+            "{key}.default: `{}` is deprecated; the default must be a current version",
+            r.default
+        ));
+    }
+    for v in r.deprecated.keys() {
+        if !r.supported.contains(v) {
+            p.push(format!(
+                "{key}.deprecated.\"{v}\": not in `supported` (a version past its sunset goes in `retired`)"
+            ));
+        }
+    }
+    for (v, pool) in &r.upstreams {
+        if !r.supported.contains(v) {
+            p.push(format!("{key}.upstreams.\"{v}\": not in `supported`"));
+        }
+        if !upstreams.contains_key(pool) {
+            p.push(format!(
+                "{key}.upstreams.\"{v}\": no upstream named `{pool}`"
+            ));
+        }
     }
 }
 
