@@ -73,9 +73,7 @@ run_db() { # sqlite|postgres
   # The same user through the caching proxy (its own session store, so its own token).
   local plain_port=$P
   P=$edge_port
-  edge_token=$(curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"cache-$$-$db@example.com\",\"password\":\"correct horse battery\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  edge_token=$(token_on_p "cache-$$-$db@example.com")
   lua_common "$edge_token" > "$work/edge.lua"
   expect_hits "$db" "$edge_token"
   local modes="plain etag edge" redis_port=""
@@ -89,9 +87,7 @@ run_db() { # sqlite|postgres
       target/release/edge-proxy --config config/test/proxy.toml >>"$work/proxy.log" 2>&1 & pids+=($!)
     wait_for "http://127.0.0.1:$admin/readyz"
     P=$redis_port
-    edge_token=$(curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
-      -d "{\"email\":\"cache-$$-$db@example.com\",\"password\":\"correct horse battery\"}" |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    edge_token=$(token_on_p "cache-$$-$db@example.com")
     lua_common "$edge_token" > "$work/edge-redis.lua"
     expect_hits "$db" "$edge_token"
     modes="$modes edge-redis"

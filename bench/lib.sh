@@ -54,6 +54,12 @@ start_todo_stack() {
 login() {
   curl -fs -X POST "http://127.0.0.1:$P/auth/register" -H 'content-type: application/json' \
     -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" >/dev/null
+  token_on_p "$1"
+}
+
+# token_on_p EMAIL: an access token for a registered user from the proxy on $P (each proxy with its
+# own session store mints its own).
+token_on_p() {
   curl -fs -X POST "http://127.0.0.1:$P/auth/login" -H 'content-type: application/json' \
     -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora::cache::storage::HandleHit;
+use pingora::cache::storage::{HandleHit, PurgeOutcome};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::{Error, ErrorType, Result};
@@ -34,6 +34,15 @@ pub(crate) fn entry_life(meta: &CacheMeta) -> Duration {
         .stale_while_revalidate_sec()
         .max(meta.stale_if_error_sec());
     (fresh + Duration::from_secs(u64::from(stale))).clamp(Duration::from_secs(1), MAX_ENTRY_LIFE)
+}
+
+/// What a purge says it did.
+pub(crate) fn purged(found: bool) -> PurgeOutcome {
+    if found {
+        PurgeOutcome::Purged(None)
+    } else {
+        PurgeOutcome::NotFound
+    }
 }
 
 /// A miss's body as it arrives, refused past `max` bytes.

@@ -16,7 +16,7 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::Result;
 
-use super::{entry_life, Buffer, Hit};
+use super::{entry_life, purged, Buffer, Hit};
 
 /// One stored answer: pingora's serialized meta (internal, header), the body, and how long it is
 /// kept.
@@ -137,12 +137,9 @@ impl Storage for MemoryStorage {
         _purge_type: PurgeType,
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
-        let removed = self.entries.remove(&target.key().combined());
-        Ok(if removed.is_some() {
-            PurgeOutcome::Purged(None)
-        } else {
-            PurgeOutcome::NotFound
-        })
+        Ok(purged(
+            self.entries.remove(&target.key().combined()).is_some(),
+        ))
     }
 
     async fn update_meta(

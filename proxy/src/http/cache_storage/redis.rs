@@ -26,7 +26,7 @@ use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::{Error, ErrorType, Result};
 use prometheus::{Histogram, IntCounter};
 
-use super::{entry_life, Buffer, Hit};
+use super::{entry_life, purged, Buffer, Hit};
 use crate::store::{RedisConnector, StoreError};
 
 /// The budget's record of one entry this proxy wrote: its size and life.
@@ -259,11 +259,7 @@ impl Storage for RedisStorage {
                 p.del(&k);
             })
             .await?;
-        Ok(if removed > 0 {
-            PurgeOutcome::Purged(None)
-        } else {
-            PurgeOutcome::NotFound
-        })
+        Ok(purged(removed > 0))
     }
 
     async fn update_meta(
