@@ -135,6 +135,10 @@ impl BodyWatch {
 
 const HEAD_END: &[u8] = b"\r\n\r\n";
 
+/// Built once: `memmem::find` would build its searcher on every call.
+static HEAD_END_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(HEAD_END));
+
 /// Where the head's blank line ends in `bytes`, `matched` bytes of it having ended the earlier
 /// reads; or, when it is not there, how many of its bytes these reads now end with. A SIMD search
 /// (`memmem`), not a byte-at-a-time state machine: every head byte of every request passes here.
@@ -146,11 +150,11 @@ fn head_end(matched: u8, bytes: &[u8]) -> Result<usize, u8> {
     joined[..m].copy_from_slice(&HEAD_END[..m]);
     joined[m..m + n].copy_from_slice(&bytes[..n]);
     if m > 0 {
-        if let Some(p) = memchr::memmem::find(&joined[..m + n], HEAD_END) {
+        if let Some(p) = HEAD_END_FINDER.find(&joined[..m + n]) {
             return Ok(p + 4 - m);
         }
     }
-    if let Some(p) = memchr::memmem::find(bytes, HEAD_END) {
+    if let Some(p) = HEAD_END_FINDER.find(bytes) {
         return Ok(p + 4);
     }
     // The last three bytes seen, earlier reads included.

@@ -39,8 +39,15 @@ pub(crate) fn is_stripped(name: &str) -> bool {
     if name.contains(['_', '.']) {
         return true;
     }
-    let n = normalise(name);
-    PROTECTED_EXACT.contains(&n.as_str()) || PROTECTED_PREFIXES.iter().any(|p| n.starts_with(p))
+    // Without `_` and `.`, normalising only lower-cases: compare case-blind, allocating nothing
+    // (this runs for every header of every request).
+    let n = name.as_bytes();
+    PROTECTED_EXACT
+        .iter()
+        .any(|p| p.as_bytes().eq_ignore_ascii_case(n))
+        || PROTECTED_PREFIXES
+            .iter()
+            .any(|p| n.len() >= p.len() && n[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
 }
 
 /// True when a `Connection` option names a header that must not be dropped on the client's say-so
@@ -82,6 +89,27 @@ pub(crate) fn strip_plan(headers: &HeaderMap) -> Result<Vec<String>, ProxyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The allocation-free check says what normalising and comparing says.
+        #[test]
+        fn is_stripped_agrees_with_normalising_first(name in "[A-Za-z_.-]{0,24}") {
+            let n = normalise(&name);
+            let slow = name.contains(['_', '.'])
+                || PROTECTED_EXACT.contains(&n.as_str())
+                || PROTECTED_PREFIXES.iter().any(|p| n.starts_with(p));
+            proptest::prop_assert_eq!(is_stripped(&name), slow);
+        }
+
+        #[test]
+        fn protected_names_in_any_case_are_stripped(i in 0usize..10, upper in proptest::bool::ANY) {
+            let name = PROTECTED_EXACT[i % PROTECTED_EXACT.len()];
+            let name = if upper { name.to_ascii_uppercase() } else { name.to_owned() };
+            proptest::prop_assert!(is_stripped(&name));
+            let prefixed = format!("{}anything", PROTECTED_PREFIXES[i % PROTECTED_PREFIXES.len()]);
+            proptest::prop_assert!(is_stripped(&prefixed.to_ascii_uppercase()));
+        }
+    }
 
     #[test]
     fn identity_headers_are_stripped_in_any_spelling() {
