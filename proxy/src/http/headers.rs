@@ -67,7 +67,9 @@ pub(crate) fn forward(up: &mut RequestHeader, f: Forwarded<'_>) -> pingora::Resu
     h.reserve(10);
     h.insert(X_REQUEST_ID.clone(), f.request_id.clone());
     if let Some(ip) = f.client {
-        h.insert(X_FORWARDED_FOR.clone(), value(ip.to_string())?);
+        let mut text = String::with_capacity(15);
+        crate::policy::client::push_ip(&mut text, ip);
+        h.insert(X_FORWARDED_FOR.clone(), value(text)?);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(trace) = f.traceparent {

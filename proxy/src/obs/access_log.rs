@@ -277,7 +277,9 @@ fn write_json_line(out: &mut String, e: &AccessEntry<'_>, now: time::OffsetDateT
     out.push_str(",\"client\":");
     match e.client {
         Some(ip) => {
-            let _ = write!(out, "\"{ip}\"");
+            out.push('"');
+            crate::policy::client::push_ip(out, ip);
+            out.push('"');
         }
         None => out.push_str("null"),
     }

@@ -5,6 +5,25 @@ use std::net::IpAddr;
 
 pub(crate) use ipnet::IpNet;
 
+/// Appends the address as text, as `Display` writes it; an IPv4 address (most clients) without
+/// the formatting machinery, since every request writes its client into a header and the log.
+pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa::Buffer::new().format(*octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// Parses a `trusted_proxies` entry: `10.0.0.0/8`, `::1/128` or a bare address (a host network).
 pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -58,6 +77,24 @@ pub(crate) fn client_ip(peer: IpAddr, forwarded_for: &[&str], nets: &[IpNet]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "203.0.113.255",
+            "10.20.3.4",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::from("x");
+            push_ip(&mut s, ip);
+            assert_eq!(s, format!("x{ip}"));
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
