@@ -13,6 +13,9 @@
 #   edge-auth-mem   edge-proxy, an authenticated route, HS256, in-process store
 #   edge-auth-redis the same on a Redis store (a private redis-server on core 1)
 #   edge-eddsa      EdDSA tokens and EdDSA identity assertions, in-process store
+#   edge-ws         a WebSocket route (public): 300-byte messages echoed by a Python websockets server,
+#                   sent by a Python client on the load core; the figure is per message echoed (one
+#                   frame each way, as a request and its answer are), at the load one client core makes
 #
 # With BASE_BIN=<an older edge-proxy binary>, the targets base-public, base-auth-mem, base-auth-redis and
 # base-eddsa run that binary beside the current one (same configs), so a change is measured before and
@@ -145,6 +148,14 @@ $jwt
 $identity
 [upstreams.static]
 peers = ["127.0.0.1:$S"]
+[upstreams.ws]
+peers = ["127.0.0.1:${WS:-1}"]
+[[routes]]
+name = "ws"
+prefix = "/ws"
+upstream = "ws"
+auth = "none"
+websocket = true
 # The credential check's pool: its name is the service assertion's audience (the backends' "todo").
 [upstreams.todo]
 peers = ["127.0.0.1:$creds"]
@@ -167,6 +178,29 @@ TOML
 
 declare -A PORT PID
 grind=()
+# ws_run CONNECTIONS URL: 300-byte messages, each awaited before the next, on every connection for
+# DURATION; prints the messages echoed and their rate.
+ws_run() {
+  "${on_load_cpu[@]}" python3 - "$1" "$2" "${DURATION%s}" <<'PY'
+import asyncio, sys, time
+from websockets.asyncio.client import connect
+conns, url, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+async def one(deadline):
+    n, msg = 0, b"x" * 300
+    async with connect(url, compression=None) as ws:
+        while time.monotonic() < deadline:
+            await ws.send(msg)
+            assert await ws.recv() == msg
+            n += 1
+    return n
+async def main():
+    start = time.monotonic()
+    counts = await asyncio.gather(*(one(start + seconds) for _ in range(conns)))
+    print(sum(counts), round(sum(counts) / (time.monotonic() - start)))
+asyncio.run(main())
+PY
+}
+
 if [ -n "${CALLGRIND:-}" ]; then
   grind=(valgrind -q --tool=callgrind --callgrind-out-file="$work/%q{TARGET}.cg")
   WAIT_TRIES=600
@@ -269,6 +303,22 @@ want edge-public && start_edge edge-public memory HS256
 want edge-auth-mem && start_edge edge-auth-mem memory HS256
 want edge-auth-redis && start_edge edge-auth-redis redis HS256
 want edge-eddsa && start_edge edge-eddsa memory EdDSA
+if want edge-ws; then
+  python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets==15.0.1
+  WS=$(free_port)
+  "${on_load_cpu[@]}" python3 - "$WS" > "$work/ws-echo.log" 2>&1 <<'PY' & pids+=($!)
+import asyncio, sys
+from websockets.asyncio.server import serve
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with serve(echo, "127.0.0.1", int(sys.argv[1]), compression=None):
+        await asyncio.Future()
+asyncio.run(main())
+PY
+  start_edge edge-ws memory HS256
+fi
 for b in public:memory:HS256 auth-mem:memory:HS256 auth-redis:redis:HS256 eddsa:memory:EdDSA; do
   IFS=: read -r name store alg <<<"$b"
   if want "base-$name"; then
@@ -348,7 +398,7 @@ PY
   }
   printf '\n%-16s %14s   (callgrind, %s requests after a warm-up)\n' target instr/request "$CALLGRIND"
   for t in $TARGETS; do
-    case $t in edge-*|base-*|floor) ;; *) continue ;; esac
+    case $t in edge-ws) continue ;; edge-*|base-*|floor) ;; *) continue ;; esac
     keepalive_get "${URL[$t]}" "${SCRIPT[$t]}" 200
     callgrind_control -z "${PID[$t]}" >/dev/null 2>&1
     keepalive_get "${URL[$t]}" "${SCRIPT[$t]}" "$CALLGRIND"
@@ -390,7 +440,11 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "CPU round $r/$ROUNDS" >&2
   for t in $TARGETS; do
     before=$(cpu_ticks "${PID[$t]}")
-    read -r req rps _ _ < <(wrk_run "$CONNECTIONS" "${URL[$t]}" "${SCRIPT[$t]}")
+    if [ "$t" = edge-ws ]; then
+      read -r req rps < <(ws_run "$CONNECTIONS" "ws://127.0.0.1:${PORT[$t]}/ws/echo")
+    else
+      read -r req rps _ _ < <(wrk_run "$CONNECTIONS" "${URL[$t]}" "${SCRIPT[$t]}")
+    fi
     after=$(cpu_ticks "${PID[$t]}")
     us=$(python3 -c "print(round(($after - $before) / $ticks * 1e6 / $req, 1))")
     echo "$t $rps $us" >> "$work/cpu"
@@ -404,6 +458,7 @@ for conns in $LATENCY_CONNECTIONS; do
     read -r _ _ p50 p99 < <(wrk_run "$conns" "http://127.0.0.1:$S/x" "")
     echo "$conns direct $p50 $p99" >> "$work/lat"
     for t in $TARGETS; do
+      [ "$t" = edge-ws ] && continue
       read -r _ _ p50 p99 < <(wrk_run "$conns" "${URL[$t]}" "${SCRIPT[$t]}")
       echo "$conns $t $p50 $p99" >> "$work/lat"
     done
@@ -431,7 +486,7 @@ if lat_rows:
 for c in sorted({c for c, _ in lat_rows}, key=int):
     d50 = statistics.median(p for p, _ in lat_rows[(c, "direct")])
     d99 = statistics.median(p for _, p in lat_rows[(c, "direct")])
-    for t in targets:
+    for t in (t for t in targets if (c, t) in lat_rows):
         p50 = statistics.median(p for p, _ in lat_rows[(c, t)])
         p99 = statistics.median(p for _, p in lat_rows[(c, t)])
         print(f"{t + ' @' + c:<26} {p50 - d50:>8.1f} {p99 - d99:>8.1f}")
@@ -444,6 +499,7 @@ print(f"  edge-auth-mem   / haproxy-jwt  {ratio('edge-auth-mem', 'haproxy-jwt')}
 if "edge-auth-redis" in med and "edge-auth-mem" in med:
     print(f"  edge-auth-redis - edge-auth-mem  {med['edge-auth-redis'][1] - med['edge-auth-mem'][1]:.1f} us   [<= 20 us]")
 print(f"  edge-eddsa      / floor        {ratio('edge-eddsa', 'floor')}")
+print(f"  edge-ws (per message) / edge-public  {ratio('edge-ws', 'edge-public')}")
 for name in ("public", "auth-mem", "auth-redis", "eddsa"):
     if f"base-{name}" in med and f"edge-{name}" in med:
         print(f"  edge-{name:<10} / base-{name:<10} {ratio('edge-' + name, 'base-' + name)}   (this build / BASE_BIN)")
