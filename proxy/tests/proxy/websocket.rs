@@ -1,8 +1,8 @@
 //! WebSockets through the proxy (issue 18), with a real client and server (tokio-tungstenite): an
 //! echo on a `websocket = true` route with the identity headers and assertion of any request, a
 //! protected route refusing a handshake without a token before any upgrade, forged identity headers
-//! never reaching the upstream, the frame cap in both directions, the idle timeout, and upgrade
-//! fields dropped everywhere else (other routes, `h2c`).
+//! never reaching the upstream, the frame cap in both directions, the idle timeout, the connection
+//! closed by a proxy shutdown, and upgrade fields dropped everywhere else (other routes, `h2c`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl WsServer {
     }
 }
 
-fn routes(ws: std::net::SocketAddr) -> String {
+fn routes(ws: std::net::SocketAddr, idle_ms: u64) -> String {
     format!(
         r#"
 [upstreams.ws]
@@ -84,16 +84,20 @@ upstream = "todo"
 auth = "none"
 websocket = true
 [limits]
-websocket_idle_timeout_ms = 400
+websocket_idle_timeout_ms = {idle_ms}
 websocket_max_frame_bytes = 1024
 "#
     )
 }
 
 async fn start() -> (WsServer, TestUpstream, TestProxy) {
+    start_idle(400).await
+}
+
+async fn start_idle(idle_ms: u64) -> (WsServer, TestUpstream, TestProxy) {
     let ws = WsServer::start().await;
     let up = TestUpstream::start().await;
-    let p = TestProxy::start_with(up.addr, &routes(ws.addr), |_| None).await;
+    let p = TestProxy::start_with(up.addr, &routes(ws.addr, idle_ms), |_| None).await;
     (ws, up, p)
 }
 
@@ -258,4 +262,26 @@ async fn no_other_route_and_no_other_protocol_gets_an_upgrade_through() {
         );
     }
     assert_eq!(up.forwarded().len(), 2);
+}
+
+#[tokio::test]
+async fn an_open_websocket_is_closed_when_the_proxy_shuts_down() {
+    // An idle timeout far beyond the test: only the shutdown can close the connection.
+    let (_ws, _up, p) = start_idle(600_000).await;
+    let token = p.token("zoe@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let mut c = connect(&p, "/ws/x", &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    c.send(Message::text("before")).await.unwrap();
+    assert!(next(&mut c).await.is_some());
+    // Shutdown (the harness's grace period is 0 and its graceful timeout 1 s) runs apart, as the
+    // proxy's thread finishes only once it is over.
+    let stopping = tokio::task::spawn_blocking(move || drop(p));
+    assert_eq!(
+        next(&mut c).await,
+        None,
+        "the connection ends with the proxy"
+    );
+    stopping.await.unwrap();
 }
